@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/spread-grpc/spread/internal/demo"
+)
+
+func runDemo(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("demo", e)
+	var cfg demo.Config
+	fs.IntVar(&cfg.Cluster.Replicas, "replicas", 5, fmt.Sprintf("backend pods, 1 to %d", demo.MaxReplicas))
+	firstIP := fs.String("first-pod-ip", "127.0.1.1", "first pod's address; pod i listens on first+i (loopback only)")
+	fs.IntVar(&cfg.Cluster.PodPort, "pod-port", 50051, "gRPC port of every pod and of the Services (0 picks a free one)")
+	fs.StringVar(&cfg.Cluster.VIP, "vip", "", "ClusterIP VIP ip:port (default 127.96.0.10:<pod-port>)")
+	fs.StringVar(&cfg.Cluster.DNSAddr, "dns-addr", "127.0.0.1:8053", "cluster DNS address (UDP and TCP)")
+	fs.DurationVar(&cfg.Cluster.DNSTTL, "dns-ttl", 5*time.Second, "TTL of the cluster DNS answers")
+	fs.DurationVar(&cfg.Cluster.Grace, "pod-grace", 5*time.Second, "bound on each pod's drain")
+	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", "127.0.0.1:8081", "frontend HTTP address")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9081", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
+	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second, "bound on the whole shutdown")
+	newLog := logFlags(fs, e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(*firstIP)
+	if err != nil {
+		return usageError{fmt.Errorf("--first-pod-ip %q: %v", *firstIP, err)}
+	}
+	cfg.Cluster.FirstPodIP = ip
+	if cfg.Cluster.Replicas < 1 || cfg.Cluster.Replicas > demo.MaxReplicas {
+		return usageError{fmt.Errorf("--replicas %d: want 1 to %d", cfg.Cluster.Replicas, demo.MaxReplicas)}
+	}
+	if cfg.Grace <= 0 || cfg.Cluster.Grace <= 0 || cfg.Cluster.DNSTTL < 0 {
+		return usageError{fmt.Errorf("--grace and --pod-grace must be positive, --dns-ttl not negative")}
+	}
+	log, err := newLog()
+	if err != nil {
+		return err
+	}
+	return demo.Run(ctx, cfg, log, e.stdout)
+}

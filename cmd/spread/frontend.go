@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/spread-grpc/spread/internal/admin"
+	"github.com/spread-grpc/spread/internal/frontend"
+)
+
+// modeFlags collects repeated --mode NAME=TARGET[,lb=POLICY][,health=true] flags.
+type modeFlags struct {
+	modes []frontend.Mode
+	set   bool
+}
+
+func (m *modeFlags) String() string {
+	parts := make([]string, len(m.modes))
+	for i, md := range m.modes {
+		parts[i] = md.Name + "=" + md.Target
+	}
+	return strings.Join(parts, " ")
+}
+
+func (m *modeFlags) Set(v string) error {
+	md, err := parseMode(v)
+	if err != nil {
+		return err
+	}
+	if !m.set { // the first --mode replaces the defaults
+		m.modes, m.set = nil, true
+	}
+	m.modes = append(m.modes, md)
+	return nil
+}
+
+// parseMode parses NAME=TARGET[,lb=POLICY][,health=BOOL]. Without lb, "clusterip" uses
+// pick_first (one connection, like the sample's plain Dial) and every other mode round_robin.
+func parseMode(v string) (frontend.Mode, error) {
+	name, rest, ok := strings.Cut(v, "=")
+	if !ok || name == "" || rest == "" {
+		return frontend.Mode{}, fmt.Errorf("%q: want NAME=TARGET[,lb=pick_first|round_robin][,health=true]", v)
+	}
+	fields := strings.Split(rest, ",")
+	md := frontend.Mode{Name: name, Target: fields[0], Policy: frontend.RoundRobin}
+	if name == "clusterip" {
+		md.Policy = frontend.PickFirst
+	}
+	for _, f := range fields[1:] {
+		k, val, _ := strings.Cut(f, "=")
+		switch k {
+		case "lb":
+			if val != frontend.PickFirst && val != frontend.RoundRobin {
+				return md, fmt.Errorf("%q: lb=%q: want pick_first or round_robin", v, val)
+			}
+			md.Policy = val
+		case "health":
+			switch val {
+			case "true":
+				md.HealthCheck = true
+			case "false":
+			default:
+				return md, fmt.Errorf("%q: health=%q: want true or false", v, val)
+			}
+		default:
+			return md, fmt.Errorf("%q: unknown option %q (have lb, health)", v, k)
+		}
+	}
+	return md, nil
+}
+
+func runFrontend(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("frontend", e)
+	addr := fs.String("addr", ":8081", "HTTP listen address")
+	adminAddr := fs.String("admin-addr", ":9091", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
+	var cfg frontend.Config
+	fs.StringVar(&cfg.Name, "name", "", "frontend identity in replies (default $POD_NAME, else the hostname)")
+	fs.DurationVar(&cfg.CallTimeout, "call-timeout", 5*time.Second, "deadline of each gRPC call")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 60*time.Second, "bound on one HTTP request's work")
+	grace := fs.Duration("grace", 10*time.Second, "bound on the graceful shutdown")
+	tlsCA := fs.String("tls-ca", "", "PEM CA file: talk TLS to the backends, verifying them against it (plaintext by default)")
+	tlsServerName := fs.String("tls-server-name", "", "server name to verify in backend certificates (default: from the target)")
+	modes := &modeFlags{modes: []frontend.Mode{
+		{Name: "clusterip", Target: "dns:///be-srv.default.svc.cluster.local:50051", Policy: frontend.PickFirst,
+			Description: "ClusterIP Service: one connection, all calls on one pod"},
+		{Name: "headless", Target: "dns:///be-srv-lb.default.svc.cluster.local:50051", Policy: frontend.RoundRobin,
+			Description: "headless Service + round_robin: calls spread over every pod IP"},
+	}}
+	fs.Var(modes, "mode", "a balancing mode NAME=TARGET[,lb=pick_first|round_robin][,health=true]; repeat for more (default: the sample's clusterip and headless)")
+	newLog := logFlags(fs, e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *grace <= 0 || cfg.CallTimeout <= 0 || cfg.RequestTimeout <= 0 {
+		return usageError{errors.New("--grace, --call-timeout and --request-timeout must be positive")}
+	}
+	log, err := newLog()
+	if err != nil {
+		return err
+	}
+	cfg.Modes = modes.modes
+	if *tlsCA != "" {
+		creds, err := credentials.NewClientTLSFromFile(*tlsCA, *tlsServerName)
+		if err != nil {
+			return usageError{fmt.Errorf("--tls-ca: %w", err)}
+		}
+		cfg.Creds = creds
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fe, err := frontend.New(cfg, frontend.WithLogger(log), frontend.WithRegisterer(reg))
+	if err != nil {
+		return usageError{err}
+	}
+	defer fe.Close()
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	errc := make(chan error, 2)
+	n := 1
+	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { errc <- admin.ServeHTTP(ctx, srv, lis, *grace, log) }()
+	if *adminAddr != "-" {
+		alis, err := net.Listen("tcp", *adminAddr)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+		a := admin.New(reg, admin.WithReadiness(func() error { return ctx.Err() }))
+		n++
+		go func() { errc <- a.Serve(ctx, alis, *grace, log) }()
+	}
+	log.Info("frontend serving", "addr", lis.Addr().String(), "modes", fe.Modes())
+	var errs []error
+	for range n {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,91 @@
+// Package admin serves the operational HTTP endpoints every Spread server exposes on its own
+// address: Prometheus /metrics, /healthz (the process is alive) and /readyz (it can do its
+// job right now, as reported by a readiness function), plus optional extra handlers.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is an admin HTTP server. Create it with New, start it with Serve.
+type Server struct {
+	mux   *http.ServeMux
+	http  *http.Server
+	ready func() error
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithReadiness sets the readiness check behind /readyz: nil error means ready. Without it,
+// /readyz follows /healthz.
+func WithReadiness(ready func() error) Option { return func(s *Server) { s.ready = ready } }
+
+// WithHandler mounts an extra handler (for example a debug dump) on pattern.
+func WithHandler(pattern string, h http.Handler) Option {
+	return func(s *Server) { s.mux.Handle(pattern, h) }
+}
+
+// New returns an admin server exposing the metrics gathered by g.
+func New(g prometheus.Gatherer, opts ...Option) *Server {
+	s := &Server{mux: http.NewServeMux()}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.ready != nil {
+			if err := s.ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	for _, o := range opts {
+		o(s)
+	}
+	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	return s
+}
+
+// Handler returns the server's handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves on lis until ctx is done, then shuts down within grace.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration, log *slog.Logger) error {
+	return ServeHTTP(ctx, s.http, lis, grace, log)
+}
+
+// ServeHTTP runs srv on lis until ctx is done, then shuts it down gracefully within grace and
+// closes what is left. It returns nil after a clean shutdown.
+func ServeHTTP(ctx context.Context, srv *http.Server, lis net.Listener, grace time.Duration, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		if log != nil {
+			log.Warn("http shutdown not clean, closing", "addr", lis.Addr().String(), "err", err)
+		}
+		srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http %s: %w", lis.Addr(), err)
+	}
+	return nil
+}

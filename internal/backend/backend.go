@@ -1,0 +1,292 @@
+// Package backend is Spread's echo gRPC server: the "pod" every balancing mode spreads calls
+// over. It answers echo.EchoServer calls with its identity (pod name, IP, zone), serves
+// grpc.health.v1.Health with a real Watch, server reflection, and drains gracefully: health
+// flips to NOT_SERVING first, then GracefulStop bounded by a grace period, then Stop.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/spread-grpc/spread/echo"
+)
+
+// Limits of SayHelloStream requests.
+const (
+	DefaultStreamCount = 5
+	MaxStreamCount     = 100000
+	MaxStreamInterval  = 10 * time.Second
+)
+
+// Config describes one backend. The zero value of every optional field is a sensible default.
+type Config struct {
+	// Pod is the backend's identity, echoed in every reply. Required.
+	Pod string
+	// Zone is the topology zone echoed in replies (optional).
+	Zone string
+	// PodIP overrides the address echoed in replies; by default the listener's IP.
+	PodIP string
+	// Grace bounds the graceful drain on shutdown (default 10s); after it, Stop.
+	Grace time.Duration
+	// MaxConnectionAge, if set, makes clients reconnect (and so re-resolve) periodically.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace bounds how long calls may run on a connection past its age.
+	MaxConnectionAgeGrace time.Duration
+	// TLSCert and TLSKey are PEM file paths; both or neither. Plaintext when empty.
+	TLSCert, TLSKey string
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Pod == "":
+		return errors.New("backend: pod name is empty")
+	case c.Grace < 0:
+		return fmt.Errorf("backend: grace %v is negative", c.Grace)
+	case c.MaxConnectionAge < 0 || c.MaxConnectionAgeGrace < 0:
+		return errors.New("backend: max connection age and its grace must not be negative")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("backend: TLS needs both a certificate and a key file")
+	}
+	return nil
+}
+
+// Option configures a Server beyond its Config.
+type Option func(*options)
+
+type options struct {
+	log        *slog.Logger
+	registerer prometheus.Registerer
+	serverOpts []grpc.ServerOption
+	register   []func(*grpc.Server)
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the backend's metrics with r (default: none).
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
+
+// WithServerOptions adds grpc.ServerOptions (interceptors, stats handlers, ...).
+func WithServerOptions(so ...grpc.ServerOption) Option {
+	return func(o *options) { o.serverOpts = append(o.serverOpts, so...) }
+}
+
+// WithService registers an extra service on the gRPC server before it serves (for example
+// ORCA load reporting).
+func WithService(register func(*grpc.Server)) Option {
+	return func(o *options) { o.register = append(o.register, register) }
+}
+
+// DefaultPodName is the identity a backend takes when none is given: $POD_NAME (the Kubernetes
+// downward API), else the hostname.
+func DefaultPodName() string {
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown"
+	}
+	return h
+}
+
+// Server is one echo backend.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	metrics *metrics
+
+	mu       sync.Mutex
+	draining bool
+	podIP    string
+}
+
+// New validates cfg and builds a Server; it does not listen yet.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := newMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	so := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(m.unary),
+		grpc.ChainStreamInterceptor(m.stream),
+		// Let clients keep connections alive with pings every 5 s or more, even while idle,
+		// so that client keepalive (which detects frozen pods) never earns a GOAWAY.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if cfg.MaxConnectionAge > 0 {
+		so = append(so, grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+		}))
+	}
+	if cfg.TLSCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("backend: load TLS key pair: %w", err)
+		}
+		so = append(so, grpc.Creds(creds))
+	}
+	so = append(so, o.serverOpts...)
+
+	s := &Server{cfg: cfg, log: o.log, grpc: grpc.NewServer(so...), health: health.NewServer(), metrics: m}
+	echo.RegisterEchoServerServer(s.grpc, &echoService{s: s})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus("echo.EchoServer", healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(s.grpc)
+	for _, r := range o.register {
+		r(s.grpc)
+	}
+	return s, nil
+}
+
+// Pod returns the backend's identity.
+func (s *Server) Pod() string { return s.cfg.Pod }
+
+// GRPCServer exposes the underlying server, for registering more services before Serve.
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+// Ready reports nil while the backend takes new calls, an error once it drains.
+func (s *Server) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return errors.New("draining")
+	}
+	return nil
+}
+
+// Serve serves gRPC on lis until ctx is done, then drains (see Drain) and returns nil. It
+// returns an error only if serving fails.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	s.mu.Lock()
+	if s.podIP == "" {
+		s.podIP = s.cfg.PodIP
+		if s.podIP == "" {
+			if host, _, err := net.SplitHostPort(lis.Addr().String()); err == nil {
+				s.podIP = host
+			}
+		}
+	}
+	s.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("backend %s: serve: %w", s.cfg.Pod, err)
+	case <-ctx.Done():
+	}
+	s.Drain()
+	<-errc // Serve returns once Stop/GracefulStop ran
+	return nil
+}
+
+// Drain flips health to NOT_SERVING (watchers see it at once, so health-checking clients
+// stop sending new calls), then stops gracefully: in-flight calls finish, bounded by the
+// grace period, after which remaining calls are cancelled. It blocks until stopped and is
+// safe to call more than once.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	s.metrics.draining.Set(1)
+	s.health.Shutdown() // every service NOT_SERVING, future updates ignored
+	start := time.Now()
+	t := time.AfterFunc(s.cfg.Grace, func() {
+		s.log.Warn("grace period over, stopping with calls in flight", "pod", s.cfg.Pod, "grace", s.cfg.Grace)
+		s.grpc.Stop()
+	})
+	defer t.Stop()
+	s.grpc.GracefulStop()
+	s.log.Info("drained", "pod", s.cfg.Pod, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// Stop closes every connection at once, failing in-flight calls (a hard kill).
+func (s *Server) Stop() { s.grpc.Stop() }
+
+func (s *Server) ip() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.podIP
+}
+
+type echoService struct {
+	echo.UnimplementedEchoServerServer
+	s *Server
+}
+
+func (e *echoService) reply(name string, seq uint64) *echo.EchoReply {
+	return &echo.EchoReply{
+		Message: fmt.Sprintf("Hello %s from hostname %s", name, e.s.cfg.Pod),
+		Pod:     e.s.cfg.Pod,
+		PodIp:   e.s.ip(),
+		Zone:    e.s.cfg.Zone,
+		Seq:     seq,
+	}
+}
+
+func (e *echoService) SayHello(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
+	return e.reply(req.GetName(), 1), nil
+}
+
+func (e *echoService) SayHelloStream(req *echo.EchoRequest, stream grpc.ServerStreamingServer[echo.EchoReply]) error {
+	count := uint64(req.GetCount())
+	if count == 0 {
+		count = DefaultStreamCount
+	}
+	if count > MaxStreamCount {
+		return status.Errorf(codes.InvalidArgument, "count %d is over the maximum %d", count, MaxStreamCount)
+	}
+	interval := time.Duration(req.GetIntervalMs()) * time.Millisecond
+	if interval > MaxStreamInterval {
+		return status.Errorf(codes.InvalidArgument, "interval %v is over the maximum %v", interval, MaxStreamInterval)
+	}
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for seq := req.GetResumeAfter() + 1; seq <= count; seq++ {
+		if tick != nil && seq > req.GetResumeAfter()+1 {
+			select {
+			case <-tick:
+			case <-stream.Context().Done():
+				return status.FromContextError(stream.Context().Err()).Err()
+			}
+		}
+		if err := stream.Send(e.reply(req.GetName(), seq)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spread-grpc/spread/internal/admin"
+	"github.com/spread-grpc/spread/internal/frontend"
+)
+
+// Config is the whole demo: the cluster plus the frontend in front of it.
+type Config struct {
+	Cluster ClusterConfig
+	// FrontendAddr is the frontend's HTTP address (default 127.0.0.1:8081).
+	FrontendAddr string
+	// AdminAddr serves /metrics, /healthz and /readyz (default 127.0.0.1:9081; "-" disables).
+	AdminAddr string
+	// Grace bounds the whole shutdown (default 10s).
+	Grace time.Duration
+}
+
+// Demo is a running demo.
+type Demo struct {
+	Cluster  *Cluster
+	Frontend *frontend.Frontend
+	// FrontendURL and AdminURL are the bound HTTP addresses, as URLs.
+	FrontendURL, AdminURL string
+
+	cfg    Config
+	log    *slog.Logger
+	cancel context.CancelFunc
+	errc   chan error
+	nsrv   int
+}
+
+// Modes returns the frontend modes the demo wires to the cluster.
+func Modes(c *Cluster) []frontend.Mode {
+	return []frontend.Mode{
+		{
+			Name: "clusterip", Target: c.Target(ClusterIPService), Policy: frontend.PickFirst,
+			Description: "ClusterIP Service: one connection through the L4 VIP, so every call lands on one pod",
+		},
+		{
+			Name: "headless", Target: c.Target(HeadlessService), Policy: frontend.RoundRobin,
+			Description: "headless Service + dns:/// + round_robin: every pod IP, one call each in turn (DNS read once)",
+		},
+	}
+}
+
+// Start starts the cluster, the frontend and the admin server.
+func Start(cfg Config, log *slog.Logger) (*Demo, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FrontendAddr == "" {
+		cfg.FrontendAddr = "127.0.0.1:8081"
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = "127.0.0.1:9081"
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	// Bind the HTTP addresses first: a taken address is the likeliest error, so fail before
+	// starting anything else.
+	feLis, err := net.Listen("tcp", cfg.FrontendAddr)
+	if err != nil {
+		return nil, fmt.Errorf("demo: frontend: %w", err)
+	}
+	var adminLis net.Listener
+	if cfg.AdminAddr != "-" {
+		if adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			feLis.Close()
+			return nil, fmt.Errorf("demo: admin: %w", err)
+		}
+	}
+	cluster, err := StartCluster(cfg.Cluster, log)
+	if err != nil {
+		feLis.Close()
+		if adminLis != nil {
+			adminLis.Close()
+		}
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: Modes(cluster)},
+		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg))
+	if err != nil {
+		feLis.Close()
+		if adminLis != nil {
+			adminLis.Close()
+		}
+		cluster.Stop(context.Background())
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Demo{Cluster: cluster, Frontend: fe, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
+		FrontendURL: "http://" + feLis.Addr().String()}
+	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	d.nsrv++
+	go func() { d.errc <- admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log) }()
+	if adminLis != nil {
+		d.AdminURL = "http://" + adminLis.Addr().String()
+		a := admin.New(reg, admin.WithReadiness(func() error {
+			if ctx.Err() != nil {
+				return errors.New("shutting down")
+			}
+			return nil
+		}))
+		d.nsrv++
+		go func() { d.errc <- a.Serve(ctx, adminLis, cfg.Grace/2, log) }()
+	}
+	return d, nil
+}
+
+// Stop shuts everything down within the demo's grace period: HTTP servers first (in-flight
+// requests finish), then the frontend's connections, then the pods drain.
+func (d *Demo) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Grace)
+	defer cancel()
+	d.cancel()
+	var errs []error
+	for range d.nsrv {
+		errs = append(errs, <-d.errc)
+	}
+	errs = append(errs, d.Frontend.Close())
+	errs = append(errs, d.Cluster.Stop(ctx))
+	return errors.Join(errs...)
+}
+
+// Run starts the demo, prints what it started and what to try to out, and runs until ctx is
+// done; then it stops everything and returns.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error {
+	d, err := Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	d.PrintIntro(out)
+	select {
+	case <-ctx.Done():
+	case err := <-d.errc: // a server failed: stop the rest
+		d.nsrv--
+		log.Error("server failed", "err", err)
+	}
+	fmt.Fprintln(out, "\nshutting down...")
+	return d.Stop()
+}
+
+// PrintIntro tells a newcomer what runs and what to try.
+func (d *Demo) PrintIntro(out io.Writer) {
+	c := d.Cluster
+	fmt.Fprintf(out, "Spread demo: a simulated cluster on loopback\n\n")
+	fmt.Fprintf(out, "  deployment/%s  %d pods:\n", Deployment, len(c.Pods()))
+	for _, p := range c.Pods() {
+		fmt.Fprintf(out, "    %-36s %s  %s\n", p.Pod, p.HostPort(), p.Zone)
+	}
+	fmt.Fprintf(out, "  service/%-10s ClusterIP %s (kube-proxy-like L4 VIP)\n", ClusterIPService, c.VIPAddr())
+	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
+	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
+	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
+	if d.AdminURL != "" {
+		fmt.Fprintf(out, "  metrics          %s/metrics\n", d.AdminURL)
+	}
+	fmt.Fprintf(out, "\nTry:\n")
+	fmt.Fprintf(out, "  curl -s %s/backend | jq        # ClusterIP: all 10 calls from one pod\n", d.FrontendURL)
+	fmt.Fprintf(out, "  curl -s %s/backendlb | jq      # headless + round_robin: 2 calls per pod\n", d.FrontendURL)
+	fmt.Fprintf(out, "  curl -s '%s/call/headless?n=1000' | jq .counts\n", d.FrontendURL)
+	fmt.Fprintf(out, "  curl -s '%s/call/headless?n=10&stream=true' | jq .counts   # a stream stays on one pod\n", d.FrontendURL)
+	fmt.Fprintf(out, "  dig @%s -p %s %s +short\n", hostOf(c.DNSAddr()), portOf(c.DNSAddr()), c.ServiceName(HeadlessService))
+	fmt.Fprintf(out, "\nCtrl-C stops everything.\n")
+}
+
+func hostOf(hp string) string { h, _, _ := net.SplitHostPort(hp); return h }
+func portOf(hp string) string { _, p, _ := net.SplitHostPort(hp); return p }

@@ -1,0 +1,243 @@
+// Package frontend is the sample's HTTP app, generalised: for each balancing mode it holds ONE
+// long-lived gRPC connection (created with grpc.NewClient at start, closed at shutdown), and
+// GET /call/{mode} makes N calls over it and reports which pods answered. /backend and
+// /backendlb keep the sample's routes and JSON shape.
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/spread-grpc/spread/echo"
+)
+
+// Balancing policies a mode may use.
+const (
+	PickFirst  = "pick_first"
+	RoundRobin = "round_robin"
+)
+
+// Mode is one way of reaching the backends: a gRPC target and how the client balances over it.
+type Mode struct {
+	// Name is the mode's URL name (/call/{name}): lowercase letters, digits and dashes.
+	Name string
+	// Target is the gRPC target, e.g. "dns:///be-srv-lb.default.svc.cluster.local:50051".
+	Target string
+	// Policy is the load balancing policy (PickFirst or RoundRobin) put in the default service
+	// config; empty leaves it to the resolver (for example xDS).
+	Policy string
+	// HealthCheck turns on client-side health checking (grpc.health.v1 Watch).
+	HealthCheck bool
+	// Description says in one line what the mode shows.
+	Description string
+	// DialOptions are extra options for this mode (resolvers, keepalive, ...).
+	DialOptions []grpc.DialOption
+}
+
+// ServiceConfig renders the mode's default service config JSON ("" when it sets nothing).
+func (m Mode) ServiceConfig() string {
+	var parts []string
+	if m.Policy != "" {
+		parts = append(parts, fmt.Sprintf(`"loadBalancingConfig":[{%q:{}}]`, m.Policy))
+	}
+	if m.HealthCheck {
+		parts = append(parts, `"healthCheckConfig":{"serviceName":""}`)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Config configures a frontend.
+type Config struct {
+	// Name is the frontend's identity in replies (default: $POD_NAME or the hostname).
+	Name string
+	// Modes are the balancing modes served, in display order.
+	Modes []Mode
+	// Creds are the transport credentials to the backends (default: insecure).
+	Creds credentials.TransportCredentials
+	// CallTimeout bounds each gRPC call (default 5s).
+	CallTimeout time.Duration
+	// RequestTimeout bounds one HTTP request's whole work (default 60s); requests whose
+	// n × interval would exceed it are refused up front.
+	RequestTimeout time.Duration
+}
+
+// Option configures a Frontend beyond its Config.
+type Option func(*options)
+
+type options struct {
+	log        *slog.Logger
+	registerer prometheus.Registerer
+	observers  []Observer
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the frontend's metrics with r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
+
+// Observer is told about every call the frontend makes (for dashboards). It must be fast and
+// may be called concurrently.
+type Observer interface {
+	ObserveCall(mode, pod string, err error, took time.Duration)
+}
+
+// WithObserver adds an Observer.
+func WithObserver(ob Observer) Option { return func(o *options) { o.observers = append(o.observers, ob) } }
+
+// Frontend serves the HTTP API. Create with New; Close releases its connections.
+type Frontend struct {
+	cfg     Config
+	log     *slog.Logger
+	modes   map[string]*mode
+	order   []string
+	metrics *metrics
+	obs     []Observer
+	mux     *http.ServeMux
+
+	closeOnce sync.Once
+}
+
+type mode struct {
+	Mode
+	conn *grpc.ClientConn
+	opts []grpc.DialOption
+}
+
+// New validates cfg and creates one client connection per mode. Connections start connecting
+// at once, so the first request does not pay for it.
+func New(cfg Config, opts ...Option) (*Frontend, error) {
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName()
+	}
+	if cfg.Creds == nil {
+		cfg.Creds = insecure.NewCredentials()
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 60 * time.Second
+	}
+	if len(cfg.Modes) == 0 {
+		return nil, errors.New("frontend: no modes configured")
+	}
+	m, err := newMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: o.observers}
+	for _, md := range cfg.Modes {
+		if !validName(md.Name) {
+			f.Close()
+			return nil, fmt.Errorf("frontend: mode name %q: use lowercase letters, digits and dashes", md.Name)
+		}
+		if _, dup := f.modes[md.Name]; dup {
+			f.Close()
+			return nil, fmt.Errorf("frontend: mode %q given twice", md.Name)
+		}
+		if md.Policy != "" && md.Policy != PickFirst && md.Policy != RoundRobin {
+			f.Close()
+			return nil, fmt.Errorf("frontend: mode %q: policy %q: want %s or %s", md.Name, md.Policy, PickFirst, RoundRobin)
+		}
+		dopts := []grpc.DialOption{grpc.WithTransportCredentials(cfg.Creds)}
+		if sc := md.ServiceConfig(); sc != "" {
+			dopts = append(dopts, grpc.WithDefaultServiceConfig(sc))
+		}
+		dopts = append(dopts, md.DialOptions...)
+		conn, err := grpc.NewClient(md.Target, dopts...)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("frontend: mode %q: target %q: %w", md.Name, md.Target, err)
+		}
+		conn.Connect()
+		f.modes[md.Name] = &mode{Mode: md, conn: conn, opts: dopts}
+		f.order = append(f.order, md.Name)
+	}
+	f.routes()
+	return f, nil
+}
+
+func defaultName() string {
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "frontend"
+}
+
+// Handler returns the HTTP handler.
+func (f *Frontend) Handler() http.Handler { return f.mux }
+
+// Modes lists the mode names in display order.
+func (f *Frontend) Modes() []string { return slices.Clone(f.order) }
+
+// Close closes every connection. It is safe to call more than once.
+func (f *Frontend) Close() error {
+	var errs []error
+	f.closeOnce.Do(func() {
+		for _, m := range f.modes {
+			errs = append(errs, m.conn.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (f *Frontend) observe(mode, pod string, err error, took time.Duration) {
+	f.metrics.observe(mode, pod, err, took)
+	for _, o := range f.obs {
+		o.ObserveCall(mode, pod, err, took)
+	}
+}
+
+// client returns the mode's long-lived connection, or a fresh one (to be closed by the
+// caller) when fresh is set, as the sample's code dialled per request.
+func (m *mode) client(fresh bool) (echo.EchoServerClient, func(), error) {
+	if !fresh {
+		return echo.NewEchoServerClient(m.conn), func() {}, nil
+	}
+	conn, err := grpc.NewClient(m.Target, m.opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return echo.NewEchoServerClient(conn), func() { conn.Close() }, nil
+}
+
+// callCtx bounds a call by the frontend's call timeout and the request's context.
+func (f *Frontend) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, f.cfg.CallTimeout)
+}

@@ -1,0 +1,306 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/spread-grpc/spread/echo"
+)
+
+// Query limits of /call/{mode}.
+const (
+	DefaultCalls = 10
+	MaxCalls     = 1000
+	MaxInterval  = 10 * time.Second
+	// maxErrors bounds the error details kept in one response; Failed still counts them all.
+	maxErrors = 20
+)
+
+// CallParams are the validated query parameters of one /call request.
+type CallParams struct {
+	N        int
+	Stream   bool
+	Interval time.Duration
+	Fresh    bool
+}
+
+// allowedParams documents every query parameter, for error messages.
+var allowedParams = map[string]string{
+	"n":        fmt.Sprintf("number of calls (or stream messages), %d to %d, default %d", 1, MaxCalls, DefaultCalls),
+	"stream":   "true: one SayHelloStream of n messages instead of n unary calls (default false)",
+	"interval": fmt.Sprintf("delay between calls, a duration like 100ms or a number of milliseconds, 0 to %v (default 0)", MaxInterval),
+	"fresh":    "true: dial a new connection for this request, as the sample's code did (default false)",
+}
+
+// ParseCallParams validates q. Unknown parameters, repeated parameters and values out of
+// range are errors whose text says what is allowed.
+func ParseCallParams(q url.Values) (CallParams, error) {
+	p := CallParams{N: DefaultCalls}
+	for k, vs := range q {
+		if _, ok := allowedParams[k]; !ok {
+			return p, fmt.Errorf("unknown query parameter %q", k)
+		}
+		if len(vs) != 1 {
+			return p, fmt.Errorf("query parameter %q given %d times", k, len(vs))
+		}
+	}
+	if v := q.Get("n"); q.Has("n") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxCalls {
+			return p, fmt.Errorf("n=%q: want a whole number from 1 to %d", v, MaxCalls)
+		}
+		p.N = n
+	}
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{"stream", &p.Stream}, {"fresh", &p.Fresh}} {
+		if !q.Has(b.name) {
+			continue
+		}
+		v, err := strconv.ParseBool(q.Get(b.name))
+		if err != nil {
+			return p, fmt.Errorf("%s=%q: want true or false", b.name, q.Get(b.name))
+		}
+		*b.dst = v
+	}
+	if v := q.Get("interval"); q.Has("interval") {
+		d, err := parseInterval(v)
+		if err != nil || d < 0 || d > MaxInterval {
+			return p, fmt.Errorf("interval=%q: want a duration from 0 to %v (like 100ms) or milliseconds", v, MaxInterval)
+		}
+		p.Interval = d
+	}
+	return p, nil
+}
+
+func parseInterval(v string) (time.Duration, error) {
+	if ms, err := strconv.Atoi(v); err == nil {
+		return time.Duration(ms) * time.Millisecond, nil
+	}
+	return time.ParseDuration(v)
+}
+
+// CallError is one failed call in a response.
+type CallError struct {
+	Call    int    `json:"call"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Result is the JSON answer of /call/{mode}, /backend and /backendlb. "frontend" and
+// "backends" keep the sample's shape.
+type Result struct {
+	Frontend  string         `json:"frontend"`
+	Backends  []string       `json:"backends"`
+	Mode      string         `json:"mode"`
+	Target    string         `json:"target"`
+	Policy    string         `json:"policy,omitempty"`
+	Stream    bool           `json:"stream"`
+	Fresh     bool           `json:"fresh"`
+	Calls     int            `json:"calls"`
+	OK        int            `json:"ok"`
+	Failed    int            `json:"failed"`
+	Counts    map[string]int `json:"counts"`
+	Pods      []string       `json:"pods"`
+	Errors    []CallError    `json:"errors"`
+	ElapsedMS float64        `json:"elapsed_ms"`
+}
+
+func (r *Result) add(i int, reply *echo.EchoReply, err error) {
+	if err != nil {
+		r.Failed++
+		if len(r.Errors) < maxErrors {
+			st := status.Convert(err)
+			r.Errors = append(r.Errors, CallError{Call: i, Code: st.Code().String(), Message: st.Message()})
+		}
+		return
+	}
+	r.OK++
+	r.Backends = append(r.Backends, reply.GetMessage())
+	r.Counts[reply.GetPod()]++
+}
+
+func (f *Frontend) routes() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", f.index)
+	mux.HandleFunc("GET /call/{mode}", func(w http.ResponseWriter, r *http.Request) {
+		f.serveCall(w, r, r.PathValue("mode"))
+	})
+	// The sample's routes: ClusterIP and headless, and their plainer names.
+	for path, m := range map[string]string{"/backend": "clusterip", "/backendlb": "headless", "/clusterip": "clusterip", "/headless": "headless"} {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { f.serveCall(w, r, m) })
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb"}, "modes": f.order})
+	})
+	f.mux = mux
+}
+
+func (f *Frontend) serveCall(w http.ResponseWriter, r *http.Request, name string) {
+	m, ok := f.modes[name]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown mode %q", name), "modes": f.order})
+		return
+	}
+	p, err := ParseCallParams(r.URL.Query())
+	if err == nil && time.Duration(p.N-1)*p.Interval > f.cfg.RequestTimeout {
+		err = fmt.Errorf("n=%d with interval=%v takes longer than this frontend's request timeout %v", p.N, p.Interval, f.cfg.RequestTimeout)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "allowed": allowedParams})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), f.cfg.RequestTimeout)
+	defer cancel()
+	res := f.Call(ctx, m, p)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// Call runs one request's calls over the mode's connection and reports what answered.
+func (f *Frontend) Call(ctx context.Context, m *mode, p CallParams) *Result {
+	res := &Result{
+		Frontend: f.cfg.Name, Mode: m.Name, Target: m.Target, Policy: m.Policy,
+		Stream: p.Stream, Fresh: p.Fresh, Calls: p.N,
+		Backends: []string{}, Counts: map[string]int{}, Errors: []CallError{},
+	}
+	start := time.Now()
+	defer func() {
+		res.ElapsedMS = float64(time.Since(start).Microseconds()) / 1000
+		for pod := range res.Counts {
+			res.Pods = append(res.Pods, pod)
+		}
+		sort.Strings(res.Pods)
+	}()
+	client, done, err := m.client(p.Fresh)
+	if err != nil {
+		res.add(0, nil, err)
+		return res
+	}
+	defer done()
+	if p.Stream {
+		f.stream(ctx, m.Name, client, p, res)
+		return res
+	}
+	for i := range p.N {
+		if i > 0 && p.Interval > 0 {
+			select {
+			case <-time.After(p.Interval):
+			case <-ctx.Done():
+				res.add(i, nil, status.FromContextError(ctx.Err()).Err())
+				res.Failed += p.N - i - 1
+				return res
+			}
+		}
+		cctx, cancel := f.callCtx(ctx)
+		t0 := time.Now()
+		reply, err := client.SayHello(cctx, &echo.EchoRequest{Name: "unary RPC msg"})
+		cancel()
+		f.observe(m.Name, reply.GetPod(), err, time.Since(t0))
+		res.add(i, reply, err)
+	}
+	return res
+}
+
+// stream makes one SayHelloStream of p.N messages. All of them come from one pod: a stream
+// lives on one connection to one backend for its whole life.
+func (f *Frontend) stream(ctx context.Context, mode string, client echo.EchoServerClient, p CallParams, res *Result) {
+	sctx, cancel := context.WithTimeout(ctx, f.cfg.CallTimeout+time.Duration(p.N)*p.Interval)
+	defer cancel()
+	t0 := time.Now()
+	st, err := client.SayHelloStream(sctx, &echo.EchoRequest{
+		Name: "stream RPC msg", Count: uint32(p.N), IntervalMs: uint32(p.Interval / time.Millisecond),
+	})
+	if err != nil {
+		res.add(0, nil, err)
+		res.Failed += p.N - 1
+		f.observe(mode, "", err, time.Since(t0))
+		return
+	}
+	for i := range p.N {
+		reply, err := st.Recv()
+		if err == io.EOF {
+			err = fmt.Errorf("stream ended after %d of %d messages", i, p.N)
+		}
+		f.observe(mode, reply.GetPod(), err, time.Since(t0))
+		t0 = time.Now()
+		res.add(i, reply, err)
+		if err != nil {
+			res.Failed += p.N - i - 1
+			return
+		}
+	}
+}
+
+// ModeInfo describes a mode in the index.
+type ModeInfo struct {
+	Name        string `json:"name"`
+	Path        string `json:"path"`
+	Target      string `json:"target"`
+	Policy      string `json:"policy,omitempty"`
+	Description string `json:"description,omitempty"`
+	State       string `json:"state"`
+}
+
+func (f *Frontend) modeInfos() []ModeInfo {
+	out := make([]ModeInfo, 0, len(f.order))
+	for _, n := range f.order {
+		m := f.modes[n]
+		out = append(out, ModeInfo{Name: n, Path: "/call/" + n, Target: m.Target, Policy: m.Policy, Description: m.Description, State: m.conn.GetState().String()})
+	}
+	return out
+}
+
+var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Spread frontend {{.Name}}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}td,th{padding:.3em .8em;text-align:left}code{background:#f3f3f3;padding:0 .2em}</style>
+</head><body><h1>Spread frontend <code>{{.Name}}</code></h1>
+<p>Each mode makes calls over one long-lived gRPC connection and reports which pods answered.</p>
+<table><tr><th>mode</th><th>target</th><th>policy</th><th>connection</th><th>try</th></tr>
+{{range .Modes}}<tr><td><b>{{.Name}}</b><br><small>{{.Description}}</small></td><td><code>{{.Target}}</code></td><td>{{.Policy}}</td><td>{{.State}}</td>
+<td><a href="{{.Path}}?n=10">10 calls</a> · <a href="{{.Path}}?n=10&amp;stream=true">stream of 10</a></td></tr>
+{{end}}</table></body></html>
+`))
+
+func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
+	infos := f.modeInfos()
+	if wantsHTML(r) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		indexPage.Execute(w, map[string]any{"Name": f.cfg.Name, "Modes": infos})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"frontend": f.cfg.Name, "modes": infos})
+}
+
+// wantsHTML reports whether the client prefers HTML to JSON (a browser does).
+func wantsHTML(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch mt {
+		case "text/html":
+			return true
+		case "application/json":
+			return false
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
