@@ -111,7 +111,9 @@ type Observer interface {
 }
 
 // WithObserver adds an Observer.
-func WithObserver(ob Observer) Option { return func(o *options) { o.observers = append(o.observers, ob) } }
+func WithObserver(ob Observer) Option {
+	return func(o *options) { o.observers = append(o.observers, ob) }
+}
 
 // Frontend serves the HTTP API. Create with New; Close releases its connections.
 type Frontend struct {
