@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
@@ -112,7 +111,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	grpc    *grpc.Server
-	health  *health.Server
+	health  *drainingHealth
 	metrics *metrics
 
 	mu       sync.Mutex
@@ -158,7 +157,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	so = append(so, o.serverOpts...)
 
-	s := &Server{cfg: cfg, log: o.log, grpc: grpc.NewServer(so...), health: health.NewServer(), metrics: m}
+	s := &Server{cfg: cfg, log: o.log, grpc: grpc.NewServer(so...), health: newDrainingHealth(), metrics: m}
 	echo.RegisterEchoServerServer(s.grpc, &echoService{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("echo.EchoServer", healthpb.HealthCheckResponse_SERVING)
@@ -219,7 +218,7 @@ func (s *Server) Drain() {
 	s.draining = true
 	s.mu.Unlock()
 	s.metrics.draining.Set(1)
-	s.health.Shutdown() // every service NOT_SERVING, future updates ignored
+	s.health.drain() // every service NOT_SERVING, Watch streams end once they said so
 	start := time.Now()
 	t := time.AfterFunc(s.cfg.Grace, func() {
 		s.log.Warn("grace period over, stopping with calls in flight", "pod", s.cfg.Pod, "grace", s.cfg.Grace)
