@@ -6,7 +6,7 @@ BIN := $(CACHE)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: all build test vet fmt-check generate generate-check tools
+.PHONY: all build test vet fmt-check tidy-check generate generate-check tools
 
 all: build
 
@@ -26,6 +26,16 @@ generate: tools
 	PATH=$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative echo/echo.proto
 
+# Fails when the committed generated code differs from what `make generate` produces.
+generate-check:
+	@if command -v protoc >/dev/null; then \
+		$(MAKE) --no-print-directory generate >/dev/null && git diff --exit-code -- echo/ \
+		|| { echo "generated code is stale: run make generate"; exit 1; }; \
+	else echo "generate-check: protoc not installed, skipped (apt-get install protobuf-compiler)"; fi
+
+tidy-check:
+	$(GO) mod tidy -diff
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
@@ -33,5 +43,5 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: fmt-check vet
+test: fmt-check vet tidy-check generate-check
 	$(GO) test -race -count=1 -timeout 20m ./...

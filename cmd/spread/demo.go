@@ -37,6 +37,9 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	if cfg.Grace <= 0 || cfg.Cluster.Grace <= 0 || cfg.Cluster.DNSTTL < 0 {
 		return usageError{fmt.Errorf("--grace and --pod-grace must be positive, --dns-ttl not negative")}
 	}
+	if err := cfg.Cluster.Validate(); err != nil {
+		return usageError{err}
+	}
 	log, err := newLog()
 	if err != nil {
 		return err

@@ -371,3 +371,6 @@ func randomName(n int) string {
 	}
 	return string(b)
 }
+
+// Validate reports the first invalid field (after filling in the defaults on a copy).
+func (c ClusterConfig) Validate() error { return c.defaults() }

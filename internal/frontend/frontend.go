@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
 
 	"github.com/spread-grpc/spread/echo"
 )
@@ -43,8 +45,33 @@ type Mode struct {
 	HealthCheck bool
 	// Description says in one line what the mode shows.
 	Description string
-	// DialOptions are extra options for this mode (resolvers, keepalive, ...).
+	// Resolvers are resolver builders this mode's target may use besides the globally
+	// registered ones (passed with grpc.WithResolvers).
+	Resolvers []resolver.Builder
+	// DialOptions are extra options for this mode (keepalive, ...).
 	DialOptions []grpc.DialOption
+}
+
+// checkScheme refuses targets whose scheme no resolver serves: grpc.NewClient would quietly
+// read such a target as a DNS name, and the mode would fail only at its first call.
+func (m Mode) checkScheme() error {
+	u, err := url.Parse(m.Target)
+	if err != nil || !strings.Contains(m.Target, "://") {
+		return nil // a bare host:port: grpc uses its default scheme (dns)
+	}
+	if resolver.Get(u.Scheme) != nil {
+		return nil
+	}
+	for _, b := range m.Resolvers {
+		if b.Scheme() == u.Scheme {
+			return nil
+		}
+	}
+	have := []string{}
+	for _, b := range m.Resolvers {
+		have = append(have, b.Scheme())
+	}
+	return fmt.Errorf("no resolver for scheme %q (registered: dns, passthrough, unix%s)", u.Scheme, strings.Join(append([]string{""}, have...), ", "))
 }
 
 // ServiceConfig renders the mode's default service config JSON ("" when it sets nothing).
@@ -174,7 +201,14 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 			f.Close()
 			return nil, fmt.Errorf("frontend: mode %q: policy %q: want %s or %s", md.Name, md.Policy, PickFirst, RoundRobin)
 		}
+		if err := md.checkScheme(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("frontend: mode %q: target %q: %w", md.Name, md.Target, err)
+		}
 		dopts := []grpc.DialOption{grpc.WithTransportCredentials(cfg.Creds)}
+		if len(md.Resolvers) > 0 {
+			dopts = append(dopts, grpc.WithResolvers(md.Resolvers...))
+		}
 		if sc := md.ServiceConfig(); sc != "" {
 			dopts = append(dopts, grpc.WithDefaultServiceConfig(sc))
 		}
