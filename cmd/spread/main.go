@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"backend":  {"run the echo gRPC backend (a pod)", runBackend},
 	"frontend": {"run the HTTP frontend that calls the backends in every mode", runFrontend},
 	"demo":     {"run a whole simulated cluster on loopback, with the frontend", runDemo},
+	"ctl":      {"control a running demo: scale, rollout, kill, freeze, slow a pod", runCtl},
 }
 
 // usageError marks errors caused by bad command-line input (exit code 2).

@@ -117,6 +117,32 @@ type Server struct {
 	mu       sync.Mutex
 	draining bool
 	podIP    string
+	delay    time.Duration
+}
+
+// SetDelay makes every echo call wait d before answering (0 restores full speed): a slow pod.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// wait applies the configured delay, or returns early with the context's error.
+func (s *Server) wait(ctx context.Context) error {
+	s.mu.Lock()
+	d := s.delay
+	s.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // New validates cfg and builds a Server; it does not listen yet.
@@ -201,6 +227,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	go func() { errc <- s.grpc.Serve(lis) }()
 	select {
 	case err := <-errc:
+		if err == nil { // stopped by Stop (a hard kill)
+			return nil
+		}
 		return fmt.Errorf("backend %s: serve: %w", s.cfg.Pod, err)
 	case <-ctx.Done():
 	}
@@ -253,7 +282,10 @@ func (e *echoService) reply(name string, seq uint64) *echo.EchoReply {
 	}
 }
 
-func (e *echoService) SayHello(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
+func (e *echoService) SayHello(ctx context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
+	if err := e.s.wait(ctx); err != nil {
+		return nil, err
+	}
 	return e.reply(req.GetName(), 1), nil
 }
 
@@ -274,6 +306,9 @@ func (e *echoService) SayHelloStream(req *echo.EchoRequest, stream grpc.ServerSt
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		tick = t.C
+	}
+	if err := e.s.wait(stream.Context()); err != nil {
+		return err
 	}
 	for seq := req.GetResumeAfter() + 1; seq <= count; seq++ {
 		if tick != nil && seq > req.GetResumeAfter()+1 {

@@ -11,14 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/backend"
@@ -55,10 +54,24 @@ type ClusterConfig struct {
 	Grace time.Duration
 	// Zones are assigned to pods in turn (default zone-a, zone-b, zone-c).
 	Zones []string
+	// EndpointDelay is how long a pod change takes to reach the endpoint model (and so DNS,
+	// VIP and every resolver), like EndpointSlice propagation in a real cluster (default 0).
+	EndpointDelay time.Duration
+	// PreStop is how long a deleted pod keeps serving before it starts draining, like a
+	// preStop sleep (default: EndpointDelay, so clients learn of the removal first).
+	PreStop time.Duration
+	// RestartDelay is how long a killed pod's container takes to come back (default 1s).
+	RestartDelay time.Duration
+	// RolloutPause is the time between rolling-restart steps, after the new pod's endpoint
+	// is out (default 200ms), like minReadySeconds.
+	RolloutPause time.Duration
 }
 
 // MaxReplicas bounds the Deployment's size.
 const MaxReplicas = 200
+
+// podIPRange is how many addresses from FirstPodIP pods may take: room for a full surge.
+const podIPRange = 2*MaxReplicas + 2
 
 func (c *ClusterConfig) defaults() error {
 	if c.Replicas == 0 {
@@ -74,7 +87,7 @@ func (c *ClusterConfig) defaults() error {
 		return fmt.Errorf("demo: first pod IP %s: want an IPv4 loopback address (127.0.0.0/8)", c.FirstPodIP)
 	}
 	last := c.FirstPodIP
-	for range MaxReplicas + c.Replicas {
+	for range podIPRange {
 		last = last.Next()
 	}
 	if !last.IsLoopback() {
@@ -104,6 +117,18 @@ func (c *ClusterConfig) defaults() error {
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Second
 	}
+	if c.EndpointDelay < 0 || c.PreStop < 0 || c.RestartDelay < 0 || c.RolloutPause < 0 {
+		return errors.New("demo: endpoint delay, preStop, restart delay and rollout pause must not be negative")
+	}
+	if c.PreStop == 0 {
+		c.PreStop = c.EndpointDelay
+	}
+	if c.RestartDelay == 0 {
+		c.RestartDelay = time.Second
+	}
+	if c.RolloutPause == 0 {
+		c.RolloutPause = 200 * time.Millisecond
+	}
 	if len(c.Zones) == 0 {
 		c.Zones = []string{"zone-a", "zone-b", "zone-c"}
 	}
@@ -126,56 +151,104 @@ func loopbackHostPort(hp string) error {
 	return nil
 }
 
-// Pod is one simulated backend pod.
-type Pod struct {
-	Name string
-	IP   netip.Addr
-	Port int
-	Zone string
-	Node string
+// Phase is a pod's lifecycle state.
+type Phase string
 
-	srv    *backend.Server
-	cancel context.CancelFunc
-	done   chan error
-	state  podState
-}
-
-type podState int
-
+// Pod phases.
 const (
-	podReady podState = iota
-	podTerminating
+	PhaseReady       Phase = "ready"       // serving, in the endpoints
+	PhaseTerminating Phase = "terminating" // deleted: still serving in-flight work, draining
+	PhaseRestarting  Phase = "restarting"  // killed: its container comes back soon
 )
 
-// Endpoint returns the pod's entry in the Service's endpoint set.
-func (p *Pod) Endpoint() endpoint.Endpoint {
+// Pod is one simulated backend pod.
+type Pod struct {
+	Name       string
+	ReplicaSet string // the pod-template hash
+	IP         netip.Addr
+	Port       int
+	Zone       string
+	Node       string
+	Created    time.Time
+
+	// Guarded by Cluster.mu.
+	phase    Phase
+	restarts int
+	delay    time.Duration
+	frz      *freezer
+	srv      *backend.Server
+	cancel   context.CancelFunc
+	done     chan error // Serve's result
+}
+
+// PodStatus is a pod as the admin API and the dashboard show it.
+type PodStatus struct {
+	Name       string    `json:"name"`
+	ReplicaSet string    `json:"replicaset"`
+	Address    string    `json:"address"`
+	Zone       string    `json:"zone"`
+	Node       string    `json:"node"`
+	Phase      Phase     `json:"phase"`
+	Frozen     bool      `json:"frozen"`
+	Delay      string    `json:"delay,omitempty"`
+	Restarts   int       `json:"restarts"`
+	Created    time.Time `json:"created"`
+}
+
+func (p *Pod) endpoint() endpoint.Endpoint {
 	return endpoint.Endpoint{
 		Address: p.IP.String(), Port: int32(p.Port), Pod: p.Name, Node: p.Node, Zone: p.Zone,
-		Ready: p.state == podReady, Serving: true, Terminating: p.state == podTerminating,
+		Ready: p.phase == PhaseReady, Serving: p.phase != PhaseRestarting, Terminating: p.phase == PhaseTerminating,
 	}
+}
+
+func (p *Pod) status() PodStatus {
+	s := PodStatus{Name: p.Name, ReplicaSet: p.ReplicaSet, Address: netip.AddrPortFrom(p.IP, uint16(p.Port)).String(),
+		Zone: p.Zone, Node: p.Node, Phase: p.phase, Frozen: p.frz.isFrozen(), Restarts: p.restarts, Created: p.Created}
+	if p.delay > 0 {
+		s.Delay = p.delay.String()
+	}
+	return s
 }
 
 // Cluster is the running simulated cluster. Its methods may be called concurrently.
 type Cluster struct {
 	cfg ClusterConfig
 	log *slog.Logger
-	reg prometheus.Registerer
 
 	dns     *clusterdns.Server
 	dnsAddr string
 	vip     *vip.Proxy
 	vipAddr string
-	eps     endpoint.Publisher // the Service's endpoints: both Services select the same pods
+	eps     endpoint.Publisher // the Services' endpoints: both select the same pods
+	queue   chan queued        // endpoint sets on their way to eps, EndpointDelay late
 
-	mu      sync.Mutex
-	pods    []*Pod
-	hash    string // the current ReplicaSet's pod-template hash
-	nextIP  netip.Addr
-	port    int
-	stopped bool
-
-	wg     sync.WaitGroup
+	ctx    context.Context // cancelled by Stop: ends background work
 	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	pods     []*Pod
+	replicas int    // desired
+	hash     string // the current ReplicaSet's pod-template hash
+	usedIPs  map[netip.Addr]bool
+	port     int
+	rollout  *RolloutStatus
+	stopped  bool
+}
+
+type queued struct {
+	at  time.Time
+	set endpoint.Set
+}
+
+// RolloutStatus reports a rolling restart.
+type RolloutStatus struct {
+	ReplicaSet string    `json:"replicaset"`
+	Done       int       `json:"done"`
+	Total      int       `json:"total"`
+	Started    time.Time `json:"started"`
+	Finished   bool      `json:"finished"`
 }
 
 // StartCluster starts the pods, the DNS server and the VIP. Stop it with Stop.
@@ -187,7 +260,8 @@ func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, log: log, nextIP: cfg.FirstPodIP, port: cfg.PodPort, hash: randomName(10), cancel: cancel}
+	c := &Cluster{cfg: cfg, log: log, port: cfg.PodPort, hash: randomName(10), replicas: cfg.Replicas,
+		usedIPs: map[netip.Addr]bool{}, queue: make(chan queued, 4096), ctx: ctx, cancel: cancel}
 	c.dns = clusterdns.New(cfg.Domain, cfg.DNSTTL)
 	c.vip = vip.New(log.With("component", "vip"))
 	fail := func(err error) (*Cluster, error) {
@@ -211,9 +285,10 @@ func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
 	if c.dnsAddr, err = c.dns.Listen(cfg.DNSAddr); err != nil {
 		return fail(err)
 	}
-	c.publish()
-	// DNS and VIP follow the endpoint model, like CoreDNS and kube-proxy follow EndpointSlices.
-	c.wg.Add(1)
+	c.eps.Publish(c.snapshot()) // the initial state is there at once
+	c.wg.Add(2)
+	go c.deliver()
+	// DNS and VIP follow the endpoint model, as CoreDNS and kube-proxy follow EndpointSlices.
 	wait := c.eps.Subscribe(ctx, func(s endpoint.Set) {
 		ready := s.Ready()
 		addrs := make([]netip.Addr, 0, len(ready))
@@ -225,6 +300,47 @@ func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
 	})
 	go func() { defer c.wg.Done(); wait() }()
 	return c, nil
+}
+
+// deliver publishes queued endpoint sets when their time comes, in order.
+func (c *Cluster) deliver() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case q := <-c.queue:
+			if d := time.Until(q.at); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-c.ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+			c.eps.Publish(q.set)
+		}
+	}
+}
+
+// changed sends the current pods to the endpoint model, EndpointDelay late.
+func (c *Cluster) changed() {
+	s := c.snapshot()
+	select {
+	case c.queue <- queued{at: time.Now().Add(c.cfg.EndpointDelay), set: s}:
+	case <-c.ctx.Done():
+	}
+}
+
+func (c *Cluster) snapshot() endpoint.Set {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	eps := make([]endpoint.Endpoint, 0, len(c.pods))
+	for _, p := range c.pods {
+		eps = append(eps, p.endpoint())
+	}
+	return endpoint.NewSet(eps)
 }
 
 // ServiceName returns the cluster DNS name of a Service in the demo namespace.
@@ -239,7 +355,14 @@ func (c *Cluster) DNSAddr() string { return c.dnsAddr }
 func (c *Cluster) VIPAddr() string { return c.vipAddr }
 
 // Port is the pods' (and the Services') gRPC port.
-func (c *Cluster) Port() int { return c.port }
+func (c *Cluster) Port() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.port
+}
+
+// Config returns the cluster's configuration, defaults filled in.
+func (c *Cluster) Config() ClusterConfig { return c.cfg }
 
 // DNS returns the cluster DNS server.
 func (c *Cluster) DNS() *clusterdns.Server { return c.dns }
@@ -250,18 +373,43 @@ func (c *Cluster) VIP() *vip.Proxy { return c.vip }
 // Target returns the gRPC target of a Service through the cluster DNS, as a client in the
 // cluster would dial it, e.g. dns://127.0.0.1:8053/be-srv-lb.default.svc.cluster.local:50051.
 func (c *Cluster) Target(svc string) string {
-	return fmt.Sprintf("dns://%s/%s:%d", c.dnsAddr, c.ServiceName(svc), c.port)
+	return fmt.Sprintf("dns://%s/%s:%d", c.dnsAddr, c.ServiceName(svc), c.Port())
 }
 
-// Pods returns a snapshot of the current pods' endpoints.
+// Pods returns the current pods' endpoints (what the cluster holds now; the endpoint model
+// follows EndpointDelay later).
 func (c *Cluster) Pods() []endpoint.Endpoint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]endpoint.Endpoint, 0, len(c.pods))
 	for _, p := range c.pods {
-		out = append(out, p.Endpoint())
+		out = append(out, p.endpoint())
 	}
 	return out
+}
+
+// Status returns every pod's state.
+func (c *Cluster) Status() []PodStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]PodStatus, 0, len(c.pods))
+	for _, p := range c.pods {
+		out = append(out, p.status())
+	}
+	return out
+}
+
+// Replicas returns the desired number of pods.
+func (c *Cluster) Replicas() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.replicas
+}
+
+// Endpoints returns the endpoint model's current set (what DNS, VIP and resolvers see).
+func (c *Cluster) Endpoints() endpoint.Set {
+	s, _ := c.eps.Current()
+	return s
 }
 
 // Subscribe implements the endpoint source interface of Spread's consumers for the demo's
@@ -271,57 +419,326 @@ func (c *Cluster) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpo
 	if key.Namespace != Namespace || (key.Service != HeadlessService && key.Service != ClusterIPService) {
 		return nil, fmt.Errorf("demo: no Service %s/%s (have %s and %s in %s)", key.Namespace, key.Service, ClusterIPService, HeadlessService, Namespace)
 	}
-	if key.Port != PortName && key.Port != strconv.Itoa(c.port) {
-		return nil, fmt.Errorf("demo: Service %s has no port %q (have %d, named %q)", key.Service, key.Port, c.port, PortName)
+	if key.Port != PortName && key.Port != strconv.Itoa(c.Port()) {
+		return nil, fmt.Errorf("demo: Service %s has no port %q (have %d, named %q)", key.Service, key.Port, c.Port(), PortName)
 	}
 	return c.eps.Subscribe(ctx, fn), nil
 }
 
-// publish pushes the current pods as the Service's endpoint set.
-func (c *Cluster) publish() {
-	c.eps.Publish(endpoint.NewSet(c.Pods()))
+// allocIP takes the lowest free pod address. Called with c.mu held.
+func (c *Cluster) allocIP() (netip.Addr, error) {
+	ip := c.cfg.FirstPodIP
+	for range podIPRange {
+		if !c.usedIPs[ip] {
+			c.usedIPs[ip] = true
+			return ip, nil
+		}
+		ip = ip.Next()
+	}
+	return netip.Addr{}, fmt.Errorf("demo: no free pod address in %d from %s", podIPRange, c.cfg.FirstPodIP)
 }
 
-// addPod starts one new pod of the current ReplicaSet. It does not publish.
+// addPod starts one new pod of the current ReplicaSet; the caller publishes.
 func (c *Cluster) addPod() (*Pod, error) {
 	c.mu.Lock()
-	ip := c.nextIP
-	c.nextIP = c.nextIP.Next()
-	n := len(c.pods)
-	port := c.port
-	c.mu.Unlock()
-
-	lis, err := net.Listen("tcp", netip.AddrPortFrom(ip, uint16(port)).String())
-	if err != nil {
-		return nil, fmt.Errorf("demo: pod on %s: %w", ip, err)
-	}
-	if port == 0 {
-		port = lis.Addr().(*net.TCPAddr).Port
-		c.mu.Lock()
-		c.port = port
+	if c.stopped {
 		c.mu.Unlock()
+		return nil, errors.New("demo: cluster stopped")
 	}
+	ip, err := c.allocIP()
+	n := len(c.pods)
 	p := &Pod{
-		Name: fmt.Sprintf("%s-%s-%s", Deployment, c.hash, randomName(5)),
-		IP:   ip, Port: port,
-		Zone: c.cfg.Zones[n%len(c.cfg.Zones)],
-		Node: fmt.Sprintf("node-%d", n%len(c.cfg.Zones)+1),
-		done: make(chan error, 1),
+		Name: fmt.Sprintf("%s-%s-%s", Deployment, c.hash, randomName(5)), ReplicaSet: c.hash,
+		IP: ip, Port: c.port, Zone: c.cfg.Zones[n%len(c.cfg.Zones)], Node: fmt.Sprintf("node-%d", n%len(c.cfg.Zones)+1),
+		Created: time.Now(), phase: PhaseReady,
 	}
-	p.srv, err = backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace},
-		backend.WithLogger(c.log))
+	c.mu.Unlock()
 	if err != nil {
-		lis.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	go func() { p.done <- p.srv.Serve(ctx, lis) }()
+	if err := c.run(p); err != nil {
+		c.mu.Lock()
+		delete(c.usedIPs, ip)
+		c.mu.Unlock()
+		return nil, err
+	}
 	c.mu.Lock()
 	c.pods = append(c.pods, p)
 	c.mu.Unlock()
-	c.log.Debug("pod started", "pod", p.Name, "addr", lis.Addr().String(), "zone", p.Zone)
+	c.log.Debug("pod started", "pod", p.Name, "ip", p.IP, "zone", p.Zone)
 	return p, nil
+}
+
+// run starts (or restarts) p's backend process.
+func (c *Cluster) run(p *Pod) error {
+	lis, err := net.Listen("tcp", netip.AddrPortFrom(p.IP, uint16(p.Port)).String())
+	if err != nil {
+		return fmt.Errorf("demo: pod on %s: %w", p.IP, err)
+	}
+	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace}, backend.WithLogger(c.log))
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	c.mu.Lock()
+	if p.Port == 0 {
+		p.Port = lis.Addr().(*net.TCPAddr).Port
+		if c.port == 0 {
+			c.port = p.Port
+		}
+	}
+	srv.SetDelay(p.delay)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.srv, p.cancel, p.done, p.frz = srv, cancel, make(chan error, 1), newFreezer()
+	done, frz := p.done, p.frz
+	c.mu.Unlock()
+	go func() { done <- srv.Serve(ctx, freezeListener{Listener: lis, f: frz}) }()
+	return nil
+}
+
+// find returns the pod named name ("random": any ready pod). Called with c.mu held.
+func (c *Cluster) find(name string) (*Pod, error) {
+	if name == "random" {
+		var ready []*Pod
+		for _, p := range c.pods {
+			if p.phase == PhaseReady {
+				ready = append(ready, p)
+			}
+		}
+		if len(ready) == 0 {
+			return nil, errors.New("demo: no ready pod")
+		}
+		return ready[mrand.IntN(len(ready))], nil
+	}
+	for _, p := range c.pods {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("demo: no pod %q", name)
+}
+
+// Scale sets the Deployment's replicas: new pods start at once; surplus pods (the newest
+// first, as a ReplicaSet picks them) are deleted gracefully.
+func (c *Cluster) Scale(replicas int) error {
+	if replicas < 0 || replicas > MaxReplicas {
+		return fmt.Errorf("demo: replicas %d: want 0 to %d", replicas, MaxReplicas)
+	}
+	c.mu.Lock()
+	c.replicas = replicas
+	var live []*Pod
+	for _, p := range c.pods {
+		if p.phase != PhaseTerminating {
+			live = append(live, p)
+		}
+	}
+	c.mu.Unlock()
+	c.log.Info("scale", "replicas", replicas, "from", len(live))
+	for i := len(live); i < replicas; i++ {
+		if _, err := c.addPod(); err != nil {
+			c.changed()
+			return err
+		}
+	}
+	if extra := len(live) - replicas; extra > 0 {
+		slices.SortStableFunc(live, func(a, b *Pod) int { return b.Created.Compare(a.Created) })
+		for _, p := range live[:extra] {
+			c.terminate(p)
+		}
+	}
+	c.changed()
+	return nil
+}
+
+// Delete deletes one pod gracefully; the ReplicaSet replaces it at once.
+func (c *Cluster) Delete(name string) (string, error) {
+	c.mu.Lock()
+	p, err := c.find(name)
+	c.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.addPod(); err != nil {
+		return "", err
+	}
+	c.terminate(p)
+	c.changed()
+	return p.Name, nil
+}
+
+// terminate marks p terminating and, after the preStop delay, drains it and removes it. The
+// caller publishes the terminating state.
+func (c *Cluster) terminate(p *Pod) {
+	c.mu.Lock()
+	if p.phase == PhaseTerminating {
+		c.mu.Unlock()
+		return
+	}
+	p.phase = PhaseTerminating
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if c.cfg.PreStop > 0 {
+			t := time.NewTimer(c.cfg.PreStop)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done(): // Stop drains every pod itself
+				t.Stop()
+				return
+			}
+		}
+		c.mu.Lock()
+		cancel, done, frz := p.cancel, p.done, p.frz
+		c.mu.Unlock()
+		frz.set(false) // a SIGTERM wakes even a frozen process
+		cancel()
+		<-done
+		c.mu.Lock()
+		c.pods = slices.DeleteFunc(c.pods, func(q *Pod) bool { return q == p })
+		delete(c.usedIPs, p.IP)
+		c.mu.Unlock()
+		c.log.Debug("pod gone", "pod", p.Name)
+		c.changed()
+	}()
+}
+
+// Kill kills a pod's process hard: every connection is reset and in-flight calls fail. The
+// endpoint turns not ready, and the container restarts after RestartDelay on the same
+// address. It returns the pod's name.
+func (c *Cluster) Kill(name string) (string, error) {
+	c.mu.Lock()
+	p, err := c.find(name)
+	if err == nil && p.phase != PhaseReady {
+		err = fmt.Errorf("demo: pod %s is %s", p.Name, p.phase)
+	}
+	if err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
+	p.phase = PhaseRestarting
+	p.restarts++
+	srv, frz, cancel, done := p.srv, p.frz, p.cancel, p.done
+	c.mu.Unlock()
+	frz.close()
+	srv.Stop()
+	cancel()
+	<-done
+	c.changed()
+	c.log.Info("pod killed", "pod", p.Name)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTimer(c.cfg.RestartDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			return
+		}
+		if err := c.run(p); err != nil {
+			c.log.Error("pod restart failed", "pod", p.Name, "err", err)
+			return
+		}
+		c.mu.Lock()
+		p.phase = PhaseReady
+		c.mu.Unlock()
+		c.changed()
+	}()
+	return p.Name, nil
+}
+
+// Freeze stops (frozen=true) or resumes a pod's process, like SIGSTOP/SIGCONT: it keeps
+// accepting TCP connections but answers nothing, and stays in the endpoints (nothing tells
+// Kubernetes). It returns the pod's name.
+func (c *Cluster) Freeze(name string, frozen bool) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, err := c.find(name)
+	if err != nil {
+		return "", err
+	}
+	p.frz.set(frozen)
+	c.log.Info("pod frozen", "pod", p.Name, "frozen", frozen)
+	return p.Name, nil
+}
+
+// Slow makes every call to a pod take at least d longer (0 restores it).
+func (c *Cluster) Slow(name string, d time.Duration) (string, error) {
+	if d < 0 || d > time.Minute {
+		return "", fmt.Errorf("demo: delay %v: want 0 to 1m", d)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, err := c.find(name)
+	if err != nil {
+		return "", err
+	}
+	p.delay = d
+	p.srv.SetDelay(d)
+	return p.Name, nil
+}
+
+// Rollout starts a rolling restart, like a Deployment with maxSurge 1 and maxUnavailable 0:
+// a pod of a new ReplicaSet starts, its endpoint goes out, then one old pod is deleted
+// gracefully; repeat. It returns at once; RolloutState reports progress.
+func (c *Cluster) Rollout() (RolloutStatus, error) {
+	c.mu.Lock()
+	if c.rollout != nil && !c.rollout.Finished {
+		st := *c.rollout
+		c.mu.Unlock()
+		return st, errors.New("demo: a rollout is in progress")
+	}
+	var old []*Pod
+	for _, p := range c.pods {
+		if p.phase != PhaseTerminating {
+			old = append(old, p)
+		}
+	}
+	c.hash = randomName(10)
+	st := &RolloutStatus{ReplicaSet: c.hash, Total: len(old), Started: time.Now()}
+	c.rollout = st
+	snapshot := *st
+	c.mu.Unlock()
+	c.log.Info("rollout", "replicaset", snapshot.ReplicaSet, "pods", len(old))
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for _, p := range old {
+			if _, err := c.addPod(); err != nil {
+				c.log.Error("rollout: new pod", "err", err)
+				return
+			}
+			c.changed()
+			// Wait until the new pod's endpoint is out, plus minReadySeconds.
+			t := time.NewTimer(c.cfg.EndpointDelay + c.cfg.RolloutPause)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			}
+			c.terminate(p)
+			c.changed()
+			c.mu.Lock()
+			st.Done++
+			c.mu.Unlock()
+		}
+		c.mu.Lock()
+		st.Finished = true
+		c.mu.Unlock()
+	}()
+	return snapshot, nil
+}
+
+// RolloutState reports the last rollout, if any.
+func (c *Cluster) RolloutState() (RolloutStatus, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rollout == nil {
+		return RolloutStatus{}, false
+	}
+	return *c.rollout, true
 }
 
 // Stop drains every pod and stops DNS and VIP, bounded by ctx.
@@ -332,31 +749,49 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		return nil
 	}
 	c.stopped = true
+	c.mu.Unlock()
+	c.cancel()
+	// Background work (terminations, restarts, rollouts) ends first, so the pod list is final.
+	bg := make(chan struct{})
+	go func() { c.wg.Wait(); close(bg) }()
+	var errs []error
+	select {
+	case <-bg:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("demo: background work: %w", ctx.Err()))
+	}
+	c.mu.Lock()
 	pods := slices.Clone(c.pods)
 	c.mu.Unlock()
-
-	c.cancel()
-	var errs []error
 	for _, p := range pods {
-		p.cancel()
+		c.mu.Lock()
+		cancel, frz := p.cancel, p.frz
+		c.mu.Unlock()
+		if frz != nil {
+			frz.close()
+		}
+		if cancel != nil {
+			cancel()
+		}
 	}
 	for _, p := range pods {
+		c.mu.Lock()
+		done, srv, phase := p.done, p.srv, p.phase
+		c.mu.Unlock()
+		if done == nil || phase == PhaseRestarting {
+			continue
+		}
 		select {
-		case err := <-p.done:
+		case err := <-done:
 			errs = append(errs, err)
 		case <-ctx.Done():
-			p.srv.Stop()
+			srv.Stop()
 			errs = append(errs, fmt.Errorf("demo: pod %s: %w", p.Name, ctx.Err()))
 		}
 	}
 	errs = append(errs, c.vip.Close(ctx))
-	errs = append(errs, c.dns.Shutdown(ctx))
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, ctx.Err())
+	if c.dnsAddr != "" {
+		errs = append(errs, c.dns.Shutdown(ctx))
 	}
 	return errors.Join(errs...)
 }

@@ -116,7 +116,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 				return errors.New("shutting down")
 			}
 			return nil
-		}))
+		}), admin.WithHandler("/cluster", cluster.Handler()), admin.WithHandler("/cluster/", cluster.Handler()))
 		d.nsrv++
 		go func() { d.errc <- a.Serve(ctx, adminLis, cfg.Grace/2, log) }()
 	}

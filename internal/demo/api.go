@@ -1,0 +1,133 @@
+package demo
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClusterState is what GET /cluster returns.
+type ClusterState struct {
+	Replicas  int               `json:"replicas"`
+	Pods      []PodStatus       `json:"pods"`
+	Endpoints []EndpointJSON    `json:"endpoints"`
+	Rollout   *RolloutStatus    `json:"rollout,omitempty"`
+	Services  map[string]string `json:"services"`
+}
+
+// EndpointJSON is one entry of the endpoint model, as the API shows it.
+type EndpointJSON struct {
+	Address     string `json:"address"`
+	Pod         string `json:"pod"`
+	Zone        string `json:"zone"`
+	Ready       bool   `json:"ready"`
+	Serving     bool   `json:"serving"`
+	Terminating bool   `json:"terminating"`
+}
+
+// State returns the whole cluster state.
+func (c *Cluster) State() ClusterState {
+	st := ClusterState{Replicas: c.Replicas(), Pods: c.Status(), Endpoints: []EndpointJSON{},
+		Services: map[string]string{
+			ClusterIPService: c.VIPAddr(),
+			HeadlessService:  c.ServiceName(HeadlessService),
+		}}
+	for _, e := range c.Endpoints() {
+		st.Endpoints = append(st.Endpoints, EndpointJSON{Address: e.HostPort(), Pod: e.Pod, Zone: e.Zone,
+			Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating})
+	}
+	if r, ok := c.RolloutState(); ok {
+		st.Rollout = &r
+	}
+	return st
+}
+
+// Handler serves the cluster controls, the API behind `spread ctl` and the dashboard:
+//
+//	GET  /cluster                          the state (pods, endpoints, rollout)
+//	POST /cluster/scale?replicas=N         scale the Deployment
+//	POST /cluster/rollout                  rolling restart
+//	POST /cluster/pods/{pod}/kill          kill hard (connections reset; restarts)
+//	POST /cluster/pods/{pod}/delete        delete gracefully (replaced at once)
+//	POST /cluster/pods/{pod}/freeze        SIGSTOP-like: accepts TCP, answers nothing
+//	POST /cluster/pods/{pod}/thaw          undo freeze
+//	POST /cluster/pods/{pod}/slow?delay=D  add D to every call (0 restores)
+//
+// {pod} is a pod name or "random" (any ready pod).
+func (c *Cluster) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.State())
+	})
+	mux.HandleFunc("POST /cluster/scale", func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("replicas")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > MaxReplicas {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("replicas=%q: want a whole number from 0 to %d", v, MaxReplicas))
+			return
+		}
+		if err := c.Scale(n); err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c.State())
+	})
+	mux.HandleFunc("POST /cluster/rollout", func(w http.ResponseWriter, r *http.Request) {
+		st, err := c.Rollout()
+		if err != nil {
+			writeError(w, http.StatusConflict, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, st)
+	})
+	mux.HandleFunc("POST /cluster/pods/{pod}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		pod, action := r.PathValue("pod"), r.PathValue("action")
+		var name string
+		var err error
+		switch action {
+		case "kill":
+			name, err = c.Kill(pod)
+		case "delete":
+			name, err = c.Delete(pod)
+		case "freeze", "thaw":
+			name, err = c.Freeze(pod, action == "freeze")
+		case "slow":
+			var d time.Duration
+			if d, err = time.ParseDuration(r.URL.Query().Get("delay")); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("delay=%q: want a duration like 200ms (0 to 1m)", r.URL.Query().Get("delay")))
+				return
+			}
+			name, err = c.Slow(pod, d)
+		default:
+			writeError(w, http.StatusNotFound, fmt.Errorf("unknown action %q: want kill, delete, freeze, thaw or slow", action))
+			return
+		}
+		if err != nil {
+			code := http.StatusConflict
+			if strings.Contains(err.Error(), "no pod") {
+				code = http.StatusNotFound
+			} else if strings.Contains(err.Error(), "want") {
+				code = http.StatusBadRequest
+			}
+			writeError(w, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"pod": name, "action": action})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
