@@ -53,7 +53,7 @@ type answer struct {
 // lookuper queries DNS servers for the addresses of a host, with miekg/dns so that TTLs are
 // seen (net.Resolver hides them).
 type lookuper struct {
-	servers []string               // "ip:port", tried in order
+	servers []string              // "ip:port", tried in order
 	names   func(string) []string // the names to try for a host, in order (search domains)
 	qtypes  []uint16
 	timeout time.Duration
@@ -211,19 +211,31 @@ func (l *lookuper) query(ctx context.Context, name string, qtype uint16) rrset {
 
 // exchange sends m to srv over UDP, and again over TCP if the reply was truncated.
 func (l *lookuper) exchange(ctx context.Context, m *dns.Msg, srv string) (*dns.Msg, error) {
-	c := dns.Client{Net: "udp", Timeout: l.timeout, UDPSize: ednsSize}
-	r, _, err := c.ExchangeContext(ctx, m, srv)
+	r, err := l.exchangeOver(ctx, "udp", m, srv)
+	if err == nil && r.Truncated {
+		if r, err = l.exchangeOver(ctx, "tcp", m, srv); err != nil {
+			err = fmt.Errorf("over TCP after truncation: %w", err)
+		}
+	}
+	return r, err
+}
+
+// exchangeOver does one exchange; cancelling ctx ends it at once (miekg/dns only heeds the
+// context's deadline, so Close would otherwise wait for the timeout).
+func (l *lookuper) exchangeOver(ctx context.Context, network string, m *dns.Msg, srv string) (*dns.Msg, error) {
+	c := dns.Client{Net: network, Timeout: l.timeout, UDPSize: ednsSize}
+	conn, err := c.DialContext(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
-	if r.Truncated {
-		c.Net = "tcp"
-		r, _, err = c.ExchangeContext(ctx, m, srv)
-		if err != nil {
-			return nil, fmt.Errorf("over TCP after truncation: %w", err)
-		}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	return r, nil
+	return r, err
 }
 
 // parse reads the addresses of a NOERROR or NXDOMAIN reply. Every A/AAAA record of the answer
