@@ -173,6 +173,9 @@ func parseTarget(endpoint string) (host string, port uint16, err error) {
 			return "", 0, fmt.Errorf("dnsrefresh: target %q: empty port", endpoint)
 		}
 	}
+	if h == "" {
+		return "", 0, fmt.Errorf("dnsrefresh: target %q has no host", endpoint)
+	}
 	n := uint64(defaultPort)
 	if p != "" {
 		if n, err = strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
