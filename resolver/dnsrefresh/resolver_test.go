@@ -407,9 +407,11 @@ func TestLookupDetails(t *testing.T) {
 	t.Run("search domains from resolv.conf", func(t *testing.T) {
 		d.Set("be-srv.default.svc.cluster.local.", 30, "192.0.2.7")
 		conf := filepath.Join(t.TempDir(), "resolv.conf")
-		os.WriteFile(conf, []byte(fmt.Sprintf(
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf(
 			"nameserver %s\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
-			d.addr)), 0o644)
+			d.addr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for _, name := range []string{"be-srv", "be-srv.default", "be-srv.default.svc.cluster.local."} {
 			cc, _ := buildFake(t, "dns+refresh:///"+name+":80", dnsrefresh.WithClock(newFakeClock()),
 				dnsrefresh.WithResolvConf(conf))
