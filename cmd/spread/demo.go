@@ -22,6 +22,7 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.Cluster.EndpointDelay, "endpoint-delay", 0, "how long pod changes take to reach endpoints, DNS and resolvers (EndpointSlice propagation)")
 	fs.DurationVar(&cfg.Cluster.PreStop, "prestop", 0, "how long a deleted pod serves before draining (default: --endpoint-delay)")
 	fs.DurationVar(&cfg.Cluster.RestartDelay, "restart-delay", time.Second, "how long a killed pod takes to restart")
+	fs.DurationVar(&cfg.ModeOptions.DNSRefreshInterval, "dns-refresh-interval", 5*time.Second, "interval of the dns-refresh mode's resolver")
 	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", "127.0.0.1:8081", "frontend HTTP address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9081", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
 	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second, "bound on the whole shutdown")

@@ -26,6 +26,10 @@ type Config struct {
 	AdminAddr string
 	// Grace bounds the whole shutdown (default 10s).
 	Grace time.Duration
+	// Modes names the frontend's modes (default: every mode in the registry).
+	Modes []string
+	// ModeOptions tunes the modes.
+	ModeOptions ModeOptions
 }
 
 // Demo is a running demo.
@@ -42,20 +46,6 @@ type Demo struct {
 	nsrv   int
 }
 
-// Modes returns the frontend modes the demo wires to the cluster.
-func Modes(c *Cluster) []frontend.Mode {
-	return []frontend.Mode{
-		{
-			Name: "clusterip", Target: c.Target(ClusterIPService), Policy: frontend.PickFirst,
-			Description: "ClusterIP Service: one connection through the L4 VIP, so every call lands on one pod",
-		},
-		{
-			Name: "headless", Target: c.Target(HeadlessService), Policy: frontend.RoundRobin,
-			Description: "headless Service + dns:/// + round_robin: every pod IP, one call each in turn (DNS read once)",
-		},
-	}
-}
-
 // Start starts the cluster, the frontend and the admin server.
 func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	if log == nil {
@@ -70,38 +60,42 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
+	var undo []func()
+	fail := func(err error) (*Demo, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
 	// Bind the HTTP addresses first: a taken address is the likeliest error, so fail before
 	// starting anything else.
 	feLis, err := net.Listen("tcp", cfg.FrontendAddr)
 	if err != nil {
 		return nil, fmt.Errorf("demo: frontend: %w", err)
 	}
+	undo = append(undo, func() { feLis.Close() })
 	var adminLis net.Listener
 	if cfg.AdminAddr != "-" {
 		if adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			feLis.Close()
-			return nil, fmt.Errorf("demo: admin: %w", err)
+			return fail(fmt.Errorf("demo: admin: %w", err))
 		}
+		undo = append(undo, func() { adminLis.Close() })
 	}
 	cluster, err := StartCluster(cfg.Cluster, log)
 	if err != nil {
-		feLis.Close()
-		if adminLis != nil {
-			adminLis.Close()
-		}
-		return nil, err
+		return fail(err)
+	}
+	undo = append(undo, func() { cluster.Stop(context.Background()) })
+	modes, err := BuildModes(cluster, cfg.ModeOptions, cfg.Modes...)
+	if err != nil {
+		return fail(err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: Modes(cluster)},
+	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes},
 		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg))
 	if err != nil {
-		feLis.Close()
-		if adminLis != nil {
-			adminLis.Close()
-		}
-		cluster.Stop(context.Background())
-		return nil, err
+		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Demo{Cluster: cluster, Frontend: fe, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),

@@ -190,7 +190,7 @@ func TestIndex(t *testing.T) {
 	var idx struct {
 		Modes []frontend.ModeInfo `json:"modes"`
 	}
-	if code != 200 || json.Unmarshal(body, &idx) != nil || len(idx.Modes) != 2 || idx.Modes[0].Name != "clusterip" || idx.Modes[1].Path != "/call/headless" {
+	if code != 200 || json.Unmarshal(body, &idx) != nil || len(idx.Modes) != 3 || idx.Modes[0].Name != "clusterip" || idx.Modes[1].Path != "/call/headless" {
 		t.Errorf("GET / = %d %s", code, body)
 	}
 	req, _ := http.NewRequest(http.MethodGet, d.FrontendURL+"/", nil)
@@ -258,5 +258,33 @@ func TestClusterConfigErrors(t *testing.T) {
 		if _, err := StartCluster(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("StartCluster(%+v) = %v, want error containing %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestNewPodsByMode: after a scale-up, plain headless DNS never reaches the new pods (its
+// connections never break, so it never re-resolves) while dns-refresh does within its
+// interval, and ClusterIP stays pinned to one pod.
+func TestNewPodsByMode(t *testing.T) {
+	d, err := Start(Config{
+		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.15.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", DNSTTL: time.Second},
+		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
+		ModeOptions: ModeOptions{DNSRefreshInterval: time.Second},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	waitAllPods(t, d, "headless", 3)
+	waitAllPods(t, d, "dns-refresh", 3)
+	pinned := call(t, d, "/call/clusterip?n=3").Pods
+	if err := d.Cluster.Scale(5); err != nil {
+		t.Fatal(err)
+	}
+	waitAllPods(t, d, "dns-refresh", 5) // within about a second
+	if r := call(t, d, "/call/headless?n=100"); len(r.Counts) != 3 {
+		t.Errorf("plain headless reached %d pods after scale-up, want the original 3: %v", len(r.Counts), r.Counts)
+	}
+	if r := call(t, d, "/call/clusterip?n=20"); len(r.Pods) != 1 || r.Pods[0] != pinned[0] {
+		t.Errorf("clusterip moved: %v, was on %v", r.Pods, pinned)
 	}
 }
