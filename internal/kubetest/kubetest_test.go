@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 )
 
 // testTimeout bounds each test; a cold start on a loaded 2-core machine plus
@@ -191,11 +192,17 @@ func TestAPIServerRestart(t *testing.T) {
 	stop := make(chan struct{})
 	defer func() { close(stop); factory.Shutdown() }()
 	factory.Start(stop)
-	factory.WaitForCacheSync(ctx.Done())
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("cache of %v did not sync", typ)
+		}
+	}
 
+	stopStart := time.Now()
 	if err := c.StopAPIServer(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
+	t.Logf("kube-apiserver stopped in %s", time.Since(stopStart).Round(time.Millisecond))
 	if _, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		t.Fatal("list succeeded while kube-apiserver was stopped")
 	}
@@ -229,6 +236,7 @@ func TestAPIServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("informer started before the restart did not see the write: %v", err)
 	}
+	t.Logf("informer saw the write %s after the restart", time.Since(start).Round(time.Millisecond))
 }
 
 func TestRBAC(t *testing.T) {
@@ -318,12 +326,17 @@ func TestControllerManagerEndpointSlices(t *testing.T) {
 
 	waitReadyEndpoints(ctx, t, c, cs, ns, "app=echo", "echo", 3)
 
-	scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "echo", metav1.GetOptions{})
+	// The deployment controller writes the object too: retry on conflict.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "echo", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		scale.Spec.Replicas = 5
+		_, err = cs.AppsV1().Deployments(ns).UpdateScale(ctx, "echo", scale, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatalf("get scale: %v", err)
-	}
-	scale.Spec.Replicas = 5
-	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, "echo", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("scale to 5: %v", err)
 	}
 	waitReadyEndpoints(ctx, t, c, cs, ns, "app=echo", "echo", 5)
