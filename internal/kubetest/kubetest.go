@@ -130,7 +130,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	assets, err := findAssets(cfg.assets)
 	if err != nil {
 		if os.Getenv(EnvRequire) == "1" {
-			t.Fatalf("%v (%s=1)", err, EnvRequire)
+			t.Fatalf("%v; run `make kube-assets` to build them (%s=1 makes this a failure)", err, EnvRequire)
 		}
 		t.Skipf("%v; run `make kube-assets` to build them", err)
 	}

@@ -391,3 +391,48 @@ func waitReadyEndpoints(ctx context.Context, t *testing.T, c *Cluster, cs kubern
 	}
 	t.Logf("%d ready endpoints: %s", want, last)
 }
+
+// TestAPIServerRestartWhileCallsFlow restarts the API server from a helper
+// goroutine while the test goroutine keeps calling it, and checks that calls
+// succeed again afterwards through the same client.
+func TestAPIServerRestartWhileCallsFlow(t *testing.T) {
+	ctx := testContext(t)
+	c := Start(t)
+	cs := clientset(t, c.RESTConfig())
+
+	restarted := make(chan error, 1)
+	go func() {
+		if err := c.StopAPIServer(ctx); err != nil {
+			restarted <- fmt.Errorf("stop: %w", err)
+			return
+		}
+		restarted <- c.StartAPIServer(ctx)
+	}()
+
+	// Calls are paced so that refused connections do not spin the CPU.
+	pace := time.NewTicker(20 * time.Millisecond)
+	defer pace.Stop()
+	var ok, failed int
+	var done bool
+	for !done || ok == 0 {
+		select {
+		case err := <-restarted:
+			if err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			done, ok = true, 0 // count only calls after the restart
+		case <-ctx.Done():
+			t.Fatalf("no successful call after the restart (%d failed): %v", failed, ctx.Err())
+		case <-pace.C:
+		}
+		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cs.CoreV1().Namespaces().Get(callCtx, "default", metav1.GetOptions{})
+		cancel()
+		if err != nil {
+			failed++
+			continue
+		}
+		ok++
+	}
+	t.Logf("%d calls failed during the restart, then calls succeeded again", failed)
+}
