@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -94,6 +95,14 @@ func TestStart(t *testing.T) {
 		}
 		if _, err := clientset(t, kcfg).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
 			t.Fatalf("get namespace default through kubeconfig: %v", err)
+		}
+
+		// And through kubectl, when installed.
+		if kubectl, err := exec.LookPath("kubectl"); err == nil {
+			out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig="+c.Kubeconfig(), "get", "namespace", "default", "-o", "name").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "namespace/default") {
+				t.Errorf("kubectl get namespace default: %v\n%s", err, out)
+			}
 		}
 
 		for _, name := range []string{"etcd.log", "kube-apiserver.log"} {
