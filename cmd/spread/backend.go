@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/backend"
@@ -27,6 +28,8 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.MaxConnectionAgeGrace, "max-connection-age-grace", 0, "how long calls may finish on an aged connection; 0 = unbounded")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file; with --tls-key serves TLS (plaintext by default)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file")
+	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS); files are re-read when they change")
+	healthAddr := fs.String("health-addr", "-", `plaintext gRPC address serving only grpc.health.v1 (for kubelet gRPC probes when --addr requires mTLS; "-" disables)`)
 	newLog := logFlags(fs, e)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -48,14 +51,28 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	var adminLis net.Listener
+	var adminLis, healthLis net.Listener
 	if *adminAddr != "-" {
 		if adminLis, err = net.Listen("tcp", *adminAddr); err != nil {
 			lis.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
-	log.Info("backend serving", "pod", cfg.Pod, "addr", lis.Addr().String(), "admin", addrOf(adminLis), "tls", cfg.TLSCert != "")
+	if *healthAddr != "-" {
+		if healthLis, err = net.Listen("tcp", *healthAddr); err != nil {
+			lis.Close()
+			if adminLis != nil {
+				adminLis.Close()
+			}
+			return fmt.Errorf("health listen: %w", err)
+		}
+		hs := grpc.NewServer()
+		srv.RegisterHealth(hs)
+		go hs.Serve(healthLis) //nolint:errcheck // returns when stopped below
+		defer hs.Stop()        // after the drain: probes see NOT_SERVING while it runs
+	}
+	log.Info("backend serving", "pod", cfg.Pod, "addr", lis.Addr().String(), "admin", addrOf(adminLis),
+		"health", addrOf(healthLis), "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "")
 	// The admin server outlives the drain, so /readyz reports it; it stops after the backend.
 	actx, stopAdmin := context.WithCancel(context.Background())
 	adminErr := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/tlsfiles"
 )
 
 // modeFlags collects repeated --mode NAME=TARGET[,lb=POLICY][,health=true] flags.
@@ -89,6 +90,8 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	grace := fs.Duration("grace", 10*time.Second, "bound on the graceful shutdown")
 	tlsCA := fs.String("tls-ca", "", "PEM CA file: talk TLS to the backends, verifying them against it (plaintext by default)")
 	tlsServerName := fs.String("tls-server-name", "", "server name to verify in backend certificates (default: from the target)")
+	tlsCert := fs.String("tls-cert", "", "PEM client certificate presented to the backends (mTLS; needs --tls-ca and --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	modes := &modeFlags{modes: []frontend.Mode{
 		{Name: "clusterip", Target: "dns:///be-srv.default.svc.cluster.local:50051", Policy: frontend.PickFirst,
 			Description: "ClusterIP Service: one connection, all calls on one pod"},
@@ -108,15 +111,24 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	cfg.Modes = modes.modes
-	if *tlsCA != "" {
-		creds, err := credentials.NewClientTLSFromFile(*tlsCA, *tlsServerName)
-		if err != nil {
-			return usageError{fmt.Errorf("--tls-ca: %w", err)}
-		}
-		cfg.Creds = creds
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if *tlsCA == "" && *tlsCert != "" {
+		return usageError{errors.New("--tls-cert needs --tls-ca")}
+	}
+	if *tlsCA != "" {
+		// Files are re-read when they change: a rotated Secret needs no restart.
+		store, err := tlsfiles.New(tlsfiles.Files{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA},
+			tlsfiles.WithName("frontend"), tlsfiles.WithLogger(log), tlsfiles.WithRegisterer(reg))
+		if err != nil {
+			return usageError{err}
+		}
+		tc, err := store.ClientConfig(*tlsServerName)
+		if err != nil {
+			return usageError{err}
+		}
+		cfg.Creds = credentials.NewTLS(tc)
+	}
 	fe, err := frontend.New(cfg, frontend.WithLogger(log), frontend.WithRegisterer(reg))
 	if err != nil {
 		return usageError{err}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/tlsfiles"
 )
 
 // Limits of SayHelloStream requests.
@@ -47,8 +48,12 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// MaxConnectionAgeGrace bounds how long calls may run on a connection past its age.
 	MaxConnectionAgeGrace time.Duration
-	// TLSCert and TLSKey are PEM file paths; both or neither. Plaintext when empty.
+	// TLSCert and TLSKey are PEM file paths; both or neither. Plaintext when empty. The files
+	// are re-read when they change (see internal/tlsfiles), so rotation needs no restart.
 	TLSCert, TLSKey string
+	// TLSClientCA, with TLSCert, turns on mTLS: clients must present a certificate signed by
+	// a CA in this PEM bundle (also re-read when it changes).
+	TLSClientCA string
 }
 
 // Validate reports the first invalid field.
@@ -62,6 +67,8 @@ func (c Config) Validate() error {
 		return errors.New("backend: max connection age and its grace must not be negative")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("backend: TLS needs both a certificate and a key file")
+	case c.TLSClientCA != "" && c.TLSCert == "":
+		return errors.New("backend: a client CA (mTLS) needs a certificate and key too")
 	}
 	return nil
 }
@@ -175,11 +182,16 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		}))
 	}
 	if cfg.TLSCert != "" {
-		creds, err := credentials.NewServerTLSFromFile(cfg.TLSCert, cfg.TLSKey)
+		store, err := tlsfiles.New(tlsfiles.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSClientCA},
+			tlsfiles.WithName("backend"), tlsfiles.WithLogger(o.log), tlsfiles.WithRegisterer(o.registerer))
 		if err != nil {
-			return nil, fmt.Errorf("backend: load TLS key pair: %w", err)
+			return nil, fmt.Errorf("backend: %w", err)
 		}
-		so = append(so, grpc.Creds(creds))
+		tc, err := store.ServerConfig()
+		if err != nil {
+			return nil, fmt.Errorf("backend: %w", err)
+		}
+		so = append(so, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	so = append(so, o.serverOpts...)
 
@@ -196,6 +208,11 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 
 // Pod returns the backend's identity.
 func (s *Server) Pod() string { return s.cfg.Pod }
+
+// RegisterHealth registers the backend's health service (the same statuses, NOT_SERVING once
+// draining) on another server: a plaintext health-only port for kubelet gRPC probes, which
+// cannot present client certificates when the main port requires mTLS.
+func (s *Server) RegisterHealth(g *grpc.Server) { healthpb.RegisterHealthServer(g, s.health) }
 
 // GRPCServer exposes the underlying server, for registering more services before Serve.
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
