@@ -121,7 +121,7 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 		store, err := tlsfiles.New(tlsfiles.Files{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA},
 			tlsfiles.WithName("frontend"), tlsfiles.WithLogger(log), tlsfiles.WithRegisterer(reg))
 		if err != nil {
-			return usageError{err}
+			return usageError{fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)}
 		}
 		tc, err := store.ClientConfig(*tlsServerName)
 		if err != nil {
