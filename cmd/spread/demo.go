@@ -26,6 +26,7 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", "127.0.0.1:8081", "frontend HTTP address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9081", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
 	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second, "bound on the whole shutdown")
+	fs.BoolVar(&cfg.TLS, "tls", false, "mTLS between the frontend and every pod, with an ephemeral CA (certificates in a temporary folder, removed at exit)")
 	newLog := logFlags(fs, e)
 	if err := parse(fs, args); err != nil {
 		return err

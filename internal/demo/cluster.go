@@ -65,6 +65,9 @@ type ClusterConfig struct {
 	// RolloutPause is the time between rolling-restart steps, after the new pod's endpoint
 	// is out (default 200ms), like minReadySeconds.
 	RolloutPause time.Duration
+	// TLSCert, TLSKey and TLSClientCA, when set, make every pod serve mTLS with these files
+	// (see backend.Config).
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // MaxReplicas bounds the Deployment's size.
@@ -475,7 +478,8 @@ func (c *Cluster) run(p *Pod) error {
 	if err != nil {
 		return fmt.Errorf("demo: pod on %s: %w", p.IP, err)
 	}
-	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace}, backend.WithLogger(c.log))
+	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace,
+		TLSCert: c.cfg.TLSCert, TLSKey: c.cfg.TLSKey, TLSClientCA: c.cfg.TLSClientCA}, backend.WithLogger(c.log))
 	if err != nil {
 		lis.Close()
 		return err

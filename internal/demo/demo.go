@@ -8,13 +8,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/spread-grpc/spread/internal/admin"
+	"github.com/spread-grpc/spread/internal/certgen"
 	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/tlsfiles"
 )
 
 // Config is the whole demo: the cluster plus the frontend in front of it.
@@ -30,6 +35,9 @@ type Config struct {
 	Modes []string
 	// ModeOptions tunes the modes.
 	ModeOptions ModeOptions
+	// TLS turns on mTLS between the frontend and every pod, with an ephemeral CA and
+	// certificates written to a temporary folder that Stop removes.
+	TLS bool
 }
 
 // Demo is a running demo.
@@ -44,6 +52,39 @@ type Demo struct {
 	cancel context.CancelFunc
 	errc   chan error
 	nsrv   int
+	tlsDir string
+}
+
+// ephemeralTLS creates a CA and certificates in a new temporary folder, points the
+// cluster's pods at them and returns the folder and the frontend's credentials.
+func ephemeralTLS(cc *ClusterConfig) (string, credentials.TransportCredentials, error) {
+	dir, err := os.MkdirTemp("", "spread-demo-tls-")
+	if err != nil {
+		return "", nil, fmt.Errorf("demo: tls: %w", err)
+	}
+	ca, err := certgen.NewCA("spread-demo-ca", 7*24*time.Hour)
+	if err == nil {
+		err = ca.Write(certgen.Bundle{Dir: dir, Namespace: Namespace, ClusterDomain: "cluster.local", ValidFor: 7 * 24 * time.Hour})
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("demo: tls: %w", err)
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	cc.TLSCert, cc.TLSKey, cc.TLSClientCA = f("backend.crt"), f("backend.key"), f("ca.crt")
+	store, err := tlsfiles.New(tlsfiles.Files{Cert: f("frontend.crt"), Key: f("frontend.key"), CA: f("ca.crt")}, tlsfiles.WithName("frontend"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("demo: tls: %w", err)
+	}
+	// Every mode's target names a different host (DNS names, VIP): verify the Service name
+	// the backend certificate carries.
+	tc, err := store.ClientConfig("be-srv")
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("demo: tls: %w", err)
+	}
+	return dir, credentials.NewTLS(tc), nil
 }
 
 // Start starts the cluster, the frontend and the admin server.
@@ -81,6 +122,15 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		}
 		undo = append(undo, func() { adminLis.Close() })
 	}
+	var creds credentials.TransportCredentials
+	if cfg.TLS {
+		dir, c, err := ephemeralTLS(&cfg.Cluster)
+		if err != nil {
+			return fail(err)
+		}
+		undo = append(undo, func() { os.RemoveAll(dir) })
+		creds = c
+	}
 	cluster, err := StartCluster(cfg.Cluster, log)
 	if err != nil {
 		return fail(err)
@@ -92,7 +142,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes},
+	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes, Creds: creds},
 		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg))
 	if err != nil {
 		return fail(err)
@@ -100,6 +150,9 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Demo{Cluster: cluster, Frontend: fe, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
 		FrontendURL: "http://" + feLis.Addr().String()}
+	if cfg.TLS {
+		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
+	}
 	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	d.nsrv++
 	go func() { d.errc <- admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log) }()
@@ -129,6 +182,9 @@ func (d *Demo) Stop() error {
 	}
 	errs = append(errs, d.Frontend.Close())
 	errs = append(errs, d.Cluster.Stop(ctx))
+	if d.tlsDir != "" {
+		errs = append(errs, os.RemoveAll(d.tlsDir))
+	}
 	return errors.Join(errs...)
 }
 
@@ -162,6 +218,9 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
 	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
 	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
+	if d.tlsDir != "" {
+		fmt.Fprintf(out, "  mTLS             frontend -> pods, ephemeral CA and certificates in %s\n", d.tlsDir)
+	}
 	if d.AdminURL != "" {
 		fmt.Fprintf(out, "  metrics          %s/metrics\n", d.AdminURL)
 	}
