@@ -116,7 +116,9 @@
     const h = el('h2', 'name', m.name);
     const policy = el('span', 'policy');
     const connstate = el('span', 'connstate');
-    head.append(h, policy, connstate);
+    const try10 = el('a', 'try', 'try 10 calls');
+    try10.href = '/call/' + encodeURIComponent(m.name) + '?n=10';
+    head.append(h, policy, connstate, try10);
     const desc = el('p', 'desc');
     const load = el('div', 'load');
     const start = el('button', 'start primary', 'Start load');
