@@ -78,6 +78,8 @@ const (
 	loadMaxInFlight   = 64
 	defaultInterval   = 250 * time.Millisecond
 	defaultMaxStreams = 64
+	// newPodFor is how long a pod created after the dashboard started shows as new.
+	newPodFor = 30 * time.Second
 	// reconnectMS is the EventSource retry delay the stream asks for.
 	reconnectMS = 1000
 	// writeTimeout bounds one event's write: a client that stops reading is dropped.
@@ -124,7 +126,8 @@ type Dashboard struct {
 	controls http.Handler
 	interval time.Duration
 	now      func() time.Time
-	instance string // identifies this process to the page, which notices a restart
+	instance string    // identifies this process to the page, which notices a restart
+	started  time.Time // pods created before the dashboard are not "new"
 
 	streams chan struct{} // a token per open event stream
 	done    chan struct{} // closed by EndStreams
@@ -141,7 +144,7 @@ func New(fe Frontend, win *Window, opts ...Option) *Dashboard {
 	var id [6]byte
 	rand.Read(id[:])
 	d := &Dashboard{fe: fe, win: win, log: o.log, cluster: o.cluster, controls: o.controls,
-		interval: o.interval, now: o.now, instance: hex.EncodeToString(id[:]),
+		interval: o.interval, now: o.now, instance: hex.EncodeToString(id[:]), started: o.now(),
 		streams: make(chan struct{}, o.maxStreams), done: make(chan struct{})}
 	if d.controls != nil {
 		d.loads = newLoads(fe.CallOnce, o.log)
@@ -252,7 +255,8 @@ type PodBar struct {
 	State  string `json:"state"`
 	Frozen bool   `json:"frozen,omitempty"`
 	Delay  string `json:"delay,omitempty"`
-	// New marks a pod created within the window.
+	// New marks a pod created lately (within 30 s, or the window if longer), after the
+	// dashboard started: the pods a scale-up or a rollout adds.
 	New bool `json:"new,omitempty"`
 }
 
@@ -272,7 +276,7 @@ func (d *Dashboard) State() State {
 		pods = d.cluster.PodStates()
 		st.Cluster = &ClusterView{Replicas: d.cluster.Replicas(), Pods: pods}
 	}
-	newFor := time.Duration(d.win.Size()) * time.Second
+	newFor := max(newPodFor, time.Duration(d.win.Size())*time.Second)
 	for _, m := range d.fe.ModeStates() {
 		mc := counts[m.Name]
 		ms := ModeState{Mode: m, Calls: mc.Calls, Errors: mc.Errors, LastError: mc.LastError, Pods: []PodBar{}}
@@ -285,7 +289,7 @@ func (d *Dashboard) State() State {
 			pc := byPod[p.Name]
 			seen[p.Name] = true
 			ms.Pods = append(ms.Pods, PodBar{Pod: p.Name, Calls: pc.Calls, PerSecond: orZeros(pc.PerSecond, d.win.Size()),
-				State: p.Phase, Frozen: p.Frozen, Delay: p.Delay, New: now.Sub(p.Created) < newFor})
+				State: p.Phase, Frozen: p.Frozen, Delay: p.Delay, New: p.Created.After(d.started) && now.Sub(p.Created) < newFor})
 		}
 		state := "observed"
 		if d.cluster != nil {

@@ -132,10 +132,18 @@ func (f *fakeFrontend) CallOnce(ctx context.Context, mode string) (string, error
 	return f.pod, nil
 }
 
-type fakeCluster struct{ pods []PodState }
+type fakeCluster struct {
+	mu   sync.Mutex
+	pods []PodState
+}
 
-func (c fakeCluster) PodStates() []PodState { return c.pods }
-func (c fakeCluster) Replicas() int         { return len(c.pods) }
+func (c *fakeCluster) PodStates() []PodState { c.mu.Lock(); defer c.mu.Unlock(); return c.pods }
+func (c *fakeCluster) Replicas() int         { return len(c.PodStates()) }
+func (c *fakeCluster) set(pods ...PodState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pods = pods
+}
 
 func serve(t *testing.T, d *Dashboard) *httptest.Server {
 	t.Helper()
@@ -365,12 +373,14 @@ func TestPageAndControls(t *testing.T) {
 	}
 
 	// With a cluster: its API is mounted, and loads run.
-	created := time.Now()
 	var scaled atomic.Bool
 	api := http.NewServeMux()
 	api.HandleFunc("POST /cluster/scale", func(w http.ResponseWriter, r *http.Request) { scaled.Store(true) })
-	cl := fakeCluster{pods: []PodState{{Name: "p-1", Phase: "ready", Created: created.Add(-time.Hour)}, {Name: "p-2", Phase: "terminating", Frozen: true, Created: created}}}
+	cl := &fakeCluster{}
 	d := New(fe, win, WithCluster(cl, api))
+	// p-1 is older than the dashboard; p-2 came after it (a scale-up).
+	cl.set(PodState{Name: "p-1", Phase: "ready", Created: time.Now().Add(-time.Hour)},
+		PodState{Name: "p-2", Phase: "terminating", Frozen: true, Created: time.Now()})
 	srv = serve(t, d)
 	if resp := mustDo(t, ctx, http.MethodPost, srv.URL+"/cluster/scale?replicas=3", nil); resp.StatusCode != 200 || !scaled.Load() {
 		t.Errorf("POST /cluster/scale through the frontend: %s", resp.Status)
