@@ -268,6 +268,27 @@ func TestBrowserDemo(t *testing.T) {
 	}
 	screenshot(t, tab, "dashboard-demo.png", true)
 
+	// The pod controls: freeze and thaw a pod from its row, kill one, rolling restart.
+	frozen := eval[string](t, tab, `document.querySelector('#pods tbody tr').dataset.pod`)
+	click(t, tab, `#pods tbody tr:first-child button.freeze`)
+	waitFor(t, tab, "the frozen badge", `document.querySelectorAll('section.mode .badge.frozen').length === document.querySelectorAll('section.mode').length`, 10*time.Second)
+	if got := eval[string](t, tab, `document.querySelector('section.mode .badge.frozen').closest('.pod').dataset.pod`); got != frozen {
+		t.Errorf("frozen badge on %s, froze %s", got, frozen)
+	}
+	click(t, tab, `#pods tbody tr:first-child button.thaw`)
+	waitFor(t, tab, "the pod thawed", `document.querySelectorAll('section.mode .badge.frozen').length === 0`, 10*time.Second)
+	click(t, tab, "#kill-random")
+	waitFor(t, tab, "a killed pod restarting", `document.querySelector('section.mode .pod[data-state="restarting"]') !== null`, 10*time.Second)
+	waitFor(t, tab, "the killed pod back", `document.querySelector('section.mode .pod[data-state="restarting"]') === null`, 20*time.Second)
+	old := eval[[]string](t, tab, `Array.from(document.querySelectorAll('#pods tbody tr')).map(r => r.dataset.pod)`)
+	oldJSON, _ := json.Marshal(old)
+	click(t, tab, "#rollout")
+	waitFor(t, tab, "the rolling restart to replace every pod", fmt.Sprintf(`(() => {
+		const old = new Set(%s);
+		const rows = Array.from(document.querySelectorAll('#pods tbody tr'));
+		return rows.length === 7 && rows.every(r => !old.has(r.dataset.pod) && r.querySelector('td.state').textContent === 'ready');
+	})()`, oldJSON), 60*time.Second)
+
 	// Stop the loads from the page.
 	for _, m := range append([]string{"clusterip", "headless"}, following...) {
 		click(t, tab, fmt.Sprintf(`section.mode[data-mode=%q] button.stop`, m))

@@ -164,6 +164,7 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
 	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
 	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
+	fmt.Fprintf(out, "  dashboard        %s/  (open it in a browser: live calls per pod, load, scale, kill, freeze)\n", d.FrontendURL)
 	if d.AdminURL != "" {
 		fmt.Fprintf(out, "  metrics          %s/metrics\n", d.AdminURL)
 	}
