@@ -133,13 +133,14 @@
     const calls = el('b', 'calls', '0');
     const errors = el('b', 'errors', '0');
     const answering = el('b', 'answering', '0');
-    summary.append(calls, document.createTextNode(' calls, '), answering,
-      document.createTextNode(' pods answering, '), errors, document.createTextNode(' errors'));
+    const answeringLabel = document.createTextNode(' pods answering, ');
+    summary.append(calls, document.createTextNode(' calls, '), answering, answeringLabel,
+      errors, document.createTextNode(' errors'));
     const lasterr = el('div', 'lasterr');
     const rows = el('div', 'rows');
     sec.append(head, desc, load, summary, lasterr, rows);
     $('modes').append(sec);
-    p = { sec, policy, connstate, desc, load, loadStatus, calls, errors, answering, lasterr, rows, pods: new Map() };
+    p = { sec, policy, connstate, desc, load, loadStatus, calls, errors, answering, answeringLabel, lasterr, rows, pods: new Map() };
     panels.set(m.name, p);
     return p;
   }
@@ -220,6 +221,7 @@
     // Keep the server's order (the cluster's pods, then the ones seen but gone).
     order.forEach((row, i) => { if (p.rows.children[i] !== row) p.rows.insertBefore(row, p.rows.children[i] || null); });
     p.answering.textContent = String(answering);
+    p.answeringLabel.textContent = answering === 1 ? ' pod answering, ' : ' pods answering, ';
     p.sec.dataset.answering = String(answering);
   }
 
