@@ -93,7 +93,8 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes},
-		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg))
+		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg),
+		frontend.WithClusterControls(cluster, cluster.Handler()))
 	if err != nil {
 		return fail(err)
 	}
@@ -101,6 +102,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	d := &Demo{Cluster: cluster, Frontend: fe, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
 		FrontendURL: "http://" + feLis.Addr().String()}
 	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
 	d.nsrv++
 	go func() { d.errc <- admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log) }()
 	if adminLis != nil {
@@ -162,6 +164,7 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
 	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
 	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
+	fmt.Fprintf(out, "  dashboard        %s/  (open it in a browser: live calls per pod, load, scale, kill, freeze)\n", d.FrontendURL)
 	if d.AdminURL != "" {
 		fmt.Fprintf(out, "  metrics          %s/metrics\n", d.AdminURL)
 	}
