@@ -33,6 +33,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/spread-grpc/spread/echo"
@@ -579,12 +580,17 @@ func testControllerManager(t *testing.T, c *kubetest.Cluster, admin k8s.Interfac
 	servedBy(readyPods(3))
 	scale := func(n int32) {
 		t.Helper()
-		s, err := admin.AppsV1().Deployments(ns).GetScale(ctx, "be", metav1.GetOptions{})
+		// The deployment controller writes the Deployment too: retry on conflict.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s, err := admin.AppsV1().Deployments(ns).GetScale(ctx, "be", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Spec.Replicas = n
+			_, err = admin.AppsV1().Deployments(ns).UpdateScale(ctx, "be", s, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		s.Spec.Replicas = n
-		if _, err := admin.AppsV1().Deployments(ns).UpdateScale(ctx, "be", s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
