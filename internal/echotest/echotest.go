@@ -36,6 +36,7 @@ type Backend struct {
 	calls  atomic.Int64
 	active atomic.Int64
 	once   sync.Once
+	firsts sync.Map // request name → time.Time of its first unary call
 }
 
 // Start starts a backend named name and stops it (at once) at the end of the test.
@@ -55,6 +56,15 @@ func Start(t testing.TB, name, zone string) *Backend {
 
 // Calls counts the calls the backend has started (unary and streaming).
 func (b *Backend) Calls() int64 { return b.calls.Load() }
+
+// FirstCall returns when the first unary call with request name arrived, if one did.
+func (b *Backend) FirstCall(name string) (time.Time, bool) {
+	v, ok := b.firsts.Load(name)
+	if !ok {
+		return time.Time{}, false
+	}
+	return v.(time.Time), true
+}
 
 // Active counts the calls in progress.
 func (b *Backend) Active() int64 { return b.active.Load() }
@@ -101,6 +111,9 @@ func (s *server) reply(name string, seq uint64) *echo.EchoReply {
 
 func (s *server) SayHello(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
 	s.b.calls.Add(1)
+	if _, seen := s.b.firsts.Load(req.GetName()); !seen {
+		s.b.firsts.LoadOrStore(req.GetName(), time.Now())
+	}
 	return s.reply(req.GetName(), 1), nil
 }
 
