@@ -54,6 +54,7 @@ func TestKubernetes(t *testing.T) {
 	t.Run("ThreeHundredEndpointsInThreeSlices", func(t *testing.T) { testManySlices(t, c, admin) })
 	t.Run("TerminatingGetsNoNewCalls", func(t *testing.T) { testTerminating(t, c, admin) })
 	t.Run("RBAC", func(t *testing.T) { testRBAC(t, c, admin) })
+	t.Run("OneWatchPerServicePerBuilder", func(t *testing.T) { testWatchSharing(t, c, admin) })
 	t.Run("ControllerManagerE2E", func(t *testing.T) { testControllerManager(t, c, admin) })
 	// Last: it restarts the API server.
 	t.Run("APIServerRestart", func(t *testing.T) { testAPIServerRestart(t, c, admin) })
@@ -604,4 +605,50 @@ func testControllerManager(t *testing.T, c *kubetest.Cluster, admin k8s.Interfac
 		t.Fatal(err)
 	}
 	servedBy(readyPods(2))
+}
+
+func testWatchSharing(t *testing.T, c *kubetest.Cluster, admin k8s.Interface) {
+	ctx := kubeCtx(t, 2*time.Minute)
+	f := newService(ctx, t, c, admin, "shared")
+	f.apply(ctx, "be-a", f.eps(1, 2))
+	// awaitWatchers polls the API server's count of open EndpointSlice watches.
+	awaitWatchers := func(want float64) {
+		t.Helper()
+		for {
+			got := endpointSliceWatchers(ctx, t, admin)
+			if got == want {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%v EndpointSlice watches open, want %v", got, want)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	base := endpointSliceWatchers(ctx, t, admin)
+	b := newBuilder(t, WithRESTConfig(c.RESTConfig()))
+	var conns []*grpc.ClientConn
+	for i, target := range []string{
+		f.target(), f.target(),
+		"kubernetes:///be.shared:50051",
+		"kubernetes://shared/be:grpc",
+	} {
+		conn, err := grpc.NewClient(target, grpc.WithResolvers(b), f.dialer.Option(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		awaitServing(ctx, t, echo.NewEchoServerClient(conn), 1, 2)
+		if got := endpointSliceWatchers(ctx, t, admin); got != base+1 {
+			t.Fatalf("%d connections to one Service through one Builder: %v watches, want 1", i+1, got-base)
+		}
+	}
+	// The watch ends with the last connection.
+	for _, conn := range conns {
+		if err := conn.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	awaitWatchers(base)
 }
