@@ -238,15 +238,23 @@ func (r *kubeResolver) run(ctx context.Context) {
 }
 
 // push hands the usable endpoints of set to gRPC. An empty set clears the addresses, so that
-// round_robin fails RPCs fast instead of using stale ones.
+// round_robin fails RPCs fast instead of using stale ones. The addresses of one pod (a
+// dual-stack pod appears in an IPv4 and an IPv6 slice) form one gRPC endpoint, so that every
+// pod gets one share of the calls.
 func (r *kubeResolver) push(set endpoint.Set) {
 	usable := set.Usable()
 	addrs := make([]resolver.Address, 0, len(usable))
 	eps := make([]resolver.Endpoint, 0, len(usable))
+	byPod := make(map[string]int) // pod name → index in eps
 	for _, e := range usable {
 		attrs := attributes.New(zoneKey{}, e.Zone).WithValue(podKey{}, e.Pod)
 		a := resolver.Address{Addr: e.HostPort(), BalancerAttributes: attrs}
 		addrs = append(addrs, a)
+		if i, ok := byPod[e.Pod]; ok && e.Pod != "" {
+			eps[i].Addresses = append(eps[i].Addresses, resolver.Address{Addr: a.Addr})
+			continue
+		}
+		byPod[e.Pod] = len(eps)
 		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a.Addr}}, Attributes: attrs})
 	}
 	if err := r.cc.UpdateState(resolver.State{Addresses: addrs, Endpoints: eps, ServiceConfig: r.sc}); err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,6 +63,7 @@ func fakeCluster() (*fake.Clientset, func()) {
 	}
 	srv := grpc.NewServer()
 	echo.RegisterEchoServerServer(srv, greeter{})
+	healthpb.RegisterHealthServer(srv, health.NewServer()) // for the client-side health checks
 	go func() { _ = srv.Serve(lis) }()
 	_, p, _ := net.SplitHostPort(lis.Addr().String())
 	port, _ := strconv.Atoi(p)

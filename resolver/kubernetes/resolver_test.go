@@ -277,6 +277,9 @@ func TestNewBuilderOutsideClusterFailsClearly(t *testing.T) {
 	if _, err := NewBuilder(); err == nil || !strings.Contains(err.Error(), "in-cluster config") {
 		t.Errorf("NewBuilder() outside a cluster = %v, want an in-cluster config error", err)
 	}
+	if err := Register(); err == nil {
+		t.Error("Register() outside a cluster registered a builder")
+	}
 	if _, err := NewBuilder(WithKubeconfig("/nonexistent/kubeconfig")); err == nil || !strings.Contains(err.Error(), "kubeconfig") {
 		t.Errorf("NewBuilder(WithKubeconfig(missing)) = %v, want a kubeconfig error", err)
 	}
@@ -348,4 +351,35 @@ func splitHostPort(t *testing.T, hp string) (string, int32) {
 		t.Fatal(err)
 	}
 	return host, int32(n)
+}
+
+func TestDualStackPodIsOneEndpoint(t *testing.T) {
+	ctx := testCtx(t)
+	v6 := kslice("be-v6", "be",
+		kep("2001:db8::1", "be-a", "zone-a", nil, nil, nil),
+		kep("2001:db8::2", "be-b", "zone-b", nil, nil, nil))
+	v6.AddressType = discoveryv1.AddressTypeIPv6
+	client := fake.NewClientset(kslice("be-v4", "be",
+		kep("192.0.2.1", "be-a", "zone-a", nil, nil, nil),
+		kep("192.0.2.2", "be-b", "zone-b", nil, nil, nil)), v6)
+	b, err := NewBuilder(WithClient(client), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cc := newRecordingCC()
+	r, err := b.Build(target(t, "kubernetes:///be.prod:grpc"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := cc.nextState(ctx, t)
+	if len(s.Addresses) != 4 || len(s.Endpoints) != 2 {
+		t.Fatalf("%d addresses in %d endpoints, want 4 in 2 (one per pod)", len(s.Addresses), len(s.Endpoints))
+	}
+	for _, e := range s.Endpoints {
+		if len(e.Addresses) != 2 {
+			t.Errorf("endpoint of pod %s has addresses %v, want its IPv4 and IPv6 one", EndpointPod(e), e.Addresses)
+		}
+	}
 }
