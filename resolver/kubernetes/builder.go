@@ -34,6 +34,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +54,8 @@ import (
 // Scheme is the target scheme this package resolves.
 const Scheme = "kubernetes"
 
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
 // DefaultServiceConfig is pushed with every state unless WithServiceConfig replaces it:
 // round_robin over all usable endpoints, with client-side health checking (the backends'
 // grpc.health.v1 server, overall status "").
@@ -69,6 +73,7 @@ type options struct {
 	log           *slog.Logger
 	reg           prometheus.Registerer
 	serviceConfig string
+	namespace     string
 }
 
 // WithKubeconfig reads the API server address and credentials from a kubeconfig file instead
@@ -93,6 +98,11 @@ func WithLogger(l *slog.Logger) Option {
 // WithRegisterer registers the resolver's metrics (spread_endpointslice_*) with reg.
 func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) { o.reg = reg } }
 
+// WithNamespace sets the namespace of targets that name none (kubernetes:///<service>:<port>).
+// The default is the pod's own namespace in a cluster, the kubeconfig context's namespace
+// with WithKubeconfig, else "default" — as for kubectl and cluster DNS.
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
 // WithServiceConfig replaces DefaultServiceConfig (JSON, see gRPC's service config doc).
 // Note that a resolver's service config overrides grpc.WithDefaultServiceConfig.
 func WithServiceConfig(json string) Option { return func(o *options) { o.serviceConfig = json } }
@@ -110,6 +120,7 @@ type Builder struct {
 	sub           subscriber
 	log           *slog.Logger
 	serviceConfig string
+	namespace     string // of targets that name none
 	backoff       func(attempt int) time.Duration
 }
 
@@ -120,24 +131,35 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	client := o.client
+	client, ns := o.client, "default"
 	if client == nil {
 		cfg := o.restConfig
 		var err error
 		switch {
 		case cfg != nil:
 		case o.kubeconfig != "":
-			if cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig); err != nil {
+			kc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+				&clientcmd.ClientConfigLoadingRules{ExplicitPath: o.kubeconfig}, &clientcmd.ConfigOverrides{})
+			if cfg, err = kc.ClientConfig(); err != nil {
 				return nil, fmt.Errorf("kubernetes resolver: kubeconfig %s: %w", o.kubeconfig, err)
+			}
+			if n, _, err := kc.Namespace(); err == nil && n != "" {
+				ns = n
 			}
 		default:
 			if cfg, err = rest.InClusterConfig(); err != nil {
 				return nil, fmt.Errorf("kubernetes resolver: in-cluster config (use WithKubeconfig outside a cluster): %w", err)
 			}
+			if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				ns = strings.TrimSpace(string(b))
+			}
 		}
 		if client, err = k8s.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("kubernetes resolver: client: %w", err)
 		}
+	}
+	if o.namespace != "" {
+		ns = o.namespace
 	}
 	src := endpointslice.New(client, endpointslice.WithLogger(o.log), endpointslice.WithRegisterer(o.reg))
 	return &Builder{
@@ -145,6 +167,7 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 		sub:           src,
 		log:           o.log,
 		serviceConfig: o.serviceConfig,
+		namespace:     ns,
 		backoff:       defaultBackoff,
 	}, nil
 }
@@ -170,7 +193,7 @@ func (b *Builder) Close() { b.src.Close() }
 // Build starts watching the target's Service. It returns at once; the first state follows
 // when the Service's slices are listed. A malformed target or service config is an error.
 func (b *Builder) Build(t resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
-	key, err := ParseTarget(t)
+	key, err := parseTarget(t, b.namespace)
 	if err != nil {
 		return nil, err
 	}

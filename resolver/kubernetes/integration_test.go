@@ -243,7 +243,7 @@ func testTerminating(t *testing.T, c *kubetest.Cluster, admin k8s.Interface) {
 	f.pod(4)
 	f.pod(5)
 	f.apply(ctx, "be-a", append(f.eps(1, 2, 3), ep(4, draining), ep(5, draining)))
-	client := f.dial(newBuilder(t, WithRESTConfig(c.RESTConfig())))
+	client := f.dial(newBuilder(t, WithKubeconfig(c.Kubeconfig()))) // the kubeconfig path works too
 
 	awaitServing(ctx, t, client, 1, 2, 3)
 	expectEven(t, spread(ctx, t, client, 300), 100, 1, 2, 3)

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -381,5 +383,46 @@ func TestDualStackPodIsOneEndpoint(t *testing.T) {
 		if len(e.Addresses) != 2 {
 			t.Errorf("endpoint of pod %s has addresses %v, want its IPv4 and IPv6 one", EndpointPod(e), e.Addresses)
 		}
+	}
+}
+
+func TestDefaultNamespace(t *testing.T) {
+	ctx := testCtx(t)
+	client := fake.NewClientset(kslice("be-1", "be", kep("192.0.2.1", "be-a", "zone-a", nil, nil, nil)))
+	b, err := NewBuilder(WithClient(client), WithLogger(quiet), WithNamespace("prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cc := newRecordingCC()
+	r, err := b.Build(target(t, "kubernetes:///be:grpc"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got := addrs(cc.nextState(ctx, t)); !slices.Equal(got, []string{"192.0.2.1:50051"}) {
+		t.Fatalf("kubernetes:///be:grpc with namespace prod resolved to %v", got)
+	}
+}
+
+func TestKubeconfigNamespace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: prod}}]
+current-context: x
+`
+	if err := os.WriteFile(path, []byte(kubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBuilder(WithKubeconfig(path), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.namespace != "prod" {
+		t.Errorf("default namespace %q, want the context's %q", b.namespace, "prod")
 	}
 }

@@ -15,11 +15,15 @@ import (
 // accepted:
 //
 //	kubernetes:///<service>.<namespace>:<port>   (also <service>.<namespace>.svc[.<cluster-domain>])
-//	kubernetes:///<service>:<port>               (namespace "default")
+//	kubernetes:///<service>:<port>               (namespace "default"; a Builder uses its own default)
 //	kubernetes://<namespace>/<service>:<port>
 //
 // <port> is a Service port name ("grpc", recommended) or number ("50051").
 func ParseTarget(t resolver.Target) (endpoint.Key, error) {
+	return parseTarget(t, "default")
+}
+
+func parseTarget(t resolver.Target, defaultNamespace string) (endpoint.Key, error) {
 	bad := func(why string) (endpoint.Key, error) {
 		return endpoint.Key{}, fmt.Errorf("kubernetes resolver: target %q: %s; want %s:///<service>.<namespace>:<port> or %s://<namespace>/<service>:<port>",
 			t.URL.String(), why, Scheme, Scheme)
@@ -36,6 +40,9 @@ func ParseTarget(t resolver.Target) (endpoint.Key, error) {
 			return bad("cannot parse " + strconv.Quote(ep))
 		}
 		key = k
+		if svcHost, _, _ := strings.Cut(ep, ":"); !strings.Contains(svcHost, ".") {
+			key.Namespace = defaultNamespace
+		}
 	case host != "" && ep != "":
 		svc, port, ok := strings.Cut(ep, ":")
 		if !ok {
