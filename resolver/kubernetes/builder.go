@@ -154,6 +154,11 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 				ns = strings.TrimSpace(string(b))
 			}
 		}
+		// Protobuf, as Kubernetes' own controllers use: smaller and faster to decode than
+		// JSON for large slices.
+		cfg = rest.CopyConfig(cfg)
+		cfg.ContentType = "application/vnd.kubernetes.protobuf"
+		cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 		if client, err = k8s.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("kubernetes resolver: client: %w", err)
 		}
