@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 )
 
 // testTimeout bounds each test; a cold start on a loaded 2-core machine plus
@@ -93,6 +95,14 @@ func TestStart(t *testing.T) {
 		}
 		if _, err := clientset(t, kcfg).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
 			t.Fatalf("get namespace default through kubeconfig: %v", err)
+		}
+
+		// And through kubectl, when installed.
+		if kubectl, err := exec.LookPath("kubectl"); err == nil {
+			out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig="+c.Kubeconfig(), "get", "namespace", "default", "-o", "name").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "namespace/default") {
+				t.Errorf("kubectl get namespace default: %v\n%s", err, out)
+			}
 		}
 
 		for _, name := range []string{"etcd.log", "kube-apiserver.log"} {
@@ -191,11 +201,17 @@ func TestAPIServerRestart(t *testing.T) {
 	stop := make(chan struct{})
 	defer func() { close(stop); factory.Shutdown() }()
 	factory.Start(stop)
-	factory.WaitForCacheSync(ctx.Done())
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("cache of %v did not sync", typ)
+		}
+	}
 
+	stopStart := time.Now()
 	if err := c.StopAPIServer(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
+	t.Logf("kube-apiserver stopped in %s", time.Since(stopStart).Round(time.Millisecond))
 	if _, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		t.Fatal("list succeeded while kube-apiserver was stopped")
 	}
@@ -229,6 +245,7 @@ func TestAPIServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("informer started before the restart did not see the write: %v", err)
 	}
+	t.Logf("informer saw the write %s after the restart", time.Since(start).Round(time.Millisecond))
 }
 
 func TestRBAC(t *testing.T) {
@@ -318,12 +335,17 @@ func TestControllerManagerEndpointSlices(t *testing.T) {
 
 	waitReadyEndpoints(ctx, t, c, cs, ns, "app=echo", "echo", 3)
 
-	scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "echo", metav1.GetOptions{})
+	// The deployment controller writes the object too: retry on conflict.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "echo", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		scale.Spec.Replicas = 5
+		_, err = cs.AppsV1().Deployments(ns).UpdateScale(ctx, "echo", scale, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatalf("get scale: %v", err)
-	}
-	scale.Spec.Replicas = 5
-	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, "echo", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("scale to 5: %v", err)
 	}
 	waitReadyEndpoints(ctx, t, c, cs, ns, "app=echo", "echo", 5)
@@ -377,4 +399,49 @@ func waitReadyEndpoints(ctx context.Context, t *testing.T, c *Cluster, cs kubern
 		}
 	}
 	t.Logf("%d ready endpoints: %s", want, last)
+}
+
+// TestAPIServerRestartWhileCallsFlow restarts the API server from a helper
+// goroutine while the test goroutine keeps calling it, and checks that calls
+// succeed again afterwards through the same client.
+func TestAPIServerRestartWhileCallsFlow(t *testing.T) {
+	ctx := testContext(t)
+	c := Start(t)
+	cs := clientset(t, c.RESTConfig())
+
+	restarted := make(chan error, 1)
+	go func() {
+		if err := c.StopAPIServer(ctx); err != nil {
+			restarted <- fmt.Errorf("stop: %w", err)
+			return
+		}
+		restarted <- c.StartAPIServer(ctx)
+	}()
+
+	// Calls are paced so that refused connections do not spin the CPU.
+	pace := time.NewTicker(20 * time.Millisecond)
+	defer pace.Stop()
+	var ok, failed int
+	var done bool
+	for !done || ok == 0 {
+		select {
+		case err := <-restarted:
+			if err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			done, ok = true, 0 // count only calls after the restart
+		case <-ctx.Done():
+			t.Fatalf("no successful call after the restart (%d failed): %v", failed, ctx.Err())
+		case <-pace.C:
+		}
+		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cs.CoreV1().Namespaces().Get(callCtx, "default", metav1.GetOptions{})
+		cancel()
+		if err != nil {
+			failed++
+			continue
+		}
+		ok++
+	}
+	t.Logf("%d calls failed during the restart, then calls succeeded again", failed)
 }
