@@ -6,7 +6,7 @@ BIN := $(CACHE)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: all build test vet fmt-check tidy-check generate generate-check tools kube-assets
+.PHONY: all build test vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot
 
 # Test control plane (etcd, kube-apiserver, kube-controller-manager) built from
 # hack/kube; the version must match k8s.io/kubernetes in hack/kube/go.mod.
@@ -52,5 +52,23 @@ vet:
 kube-assets:
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) hack/kube/build.sh
 
-test: fmt-check vet tidy-check generate-check kube-assets
+# Everything: static checks, the control plane and the browser the tests need, then every test.
+test: fmt-check vet tidy-check generate-check kube-assets browser-deps
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+# Headless Chromium for the dashboard's browser tests (internal/dashboard, driven by chromedp
+# from `go test`). Debian's package; nothing is downloaded besides it. Needs root (CI is root).
+CHROMIUM ?= /usr/bin/chromium
+browser-deps:
+	@if [ -x $(CHROMIUM) ]; then echo "browser-deps: $(CHROMIUM) present"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "browser-deps: not root, cannot apt-get install chromium; browser tests will skip"; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		&& echo "browser-deps: installed $$($(CHROMIUM) --version 2>/dev/null)"; fi
+
+# The browser tests alone; they fail (instead of skipping) when Chromium is missing.
+browser-test: browser-deps
+	SPREAD_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -run Browser ./internal/dashboard
+
+# Regenerates docs/dashboard.png (the README's screenshot) from the browser test.
+screenshot: browser-deps
+	SPREAD_REQUIRE_BROWSER=1 SPREAD_UPDATE_SCREENSHOT=1 $(GO) test -count=1 -run TestBrowserDemo ./internal/dashboard

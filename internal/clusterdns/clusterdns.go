@@ -58,14 +58,9 @@ func (s *Server) Queries(name string) int {
 // Listen binds UDP and TCP on addr ("127.0.0.1:8053"; port 0 picks one, the same for both)
 // and starts serving. The returned address is the one bound.
 func (s *Server) Listen(addr string) (string, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, l, err := listenBoth(addr)
 	if err != nil {
-		return "", fmt.Errorf("dns: listen udp %s: %w", addr, err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return "", fmt.Errorf("dns: listen tcp %s: %w", pc.LocalAddr(), err)
+		return "", err
 	}
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
@@ -76,6 +71,26 @@ func (s *Server) Listen(addr string) (string, error) {
 	<-started
 	<-started
 	return pc.LocalAddr().String(), nil
+}
+
+// listenBoth binds UDP and TCP on one port. With port 0 the UDP port the kernel picks may be
+// taken for TCP (another test's connection, say): then it tries another port, a few times.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if port != "0" || try == 9 {
+			return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", pc.LocalAddr(), err)
+		}
+	}
 }
 
 // Shutdown stops serving.

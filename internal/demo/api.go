@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spread-grpc/spread/internal/dashboard"
 )
 
 // ClusterState is what GET /cluster returns.
@@ -43,6 +45,19 @@ func (c *Cluster) State() ClusterState {
 		st.Rollout = &r
 	}
 	return st
+}
+
+var _ dashboard.Cluster = (*Cluster)(nil)
+
+// PodStates returns the pods for the dashboard.
+func (c *Cluster) PodStates() []dashboard.PodState {
+	st := c.Status()
+	out := make([]dashboard.PodState, len(st))
+	for i, p := range st {
+		out[i] = dashboard.PodState{Name: p.Name, Phase: string(p.Phase), Frozen: p.Frozen, Delay: p.Delay,
+			Address: p.Address, Zone: p.Zone, Created: p.Created}
+	}
+	return out
 }
 
 // Handler serves the cluster controls, the API behind `spread ctl` and the dashboard:

@@ -143,7 +143,8 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes, Creds: creds},
-		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg))
+		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg),
+		frontend.WithClusterControls(cluster, cluster.Handler()))
 	if err != nil {
 		return fail(err)
 	}
@@ -154,6 +155,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
 	}
 	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
 	d.nsrv++
 	go func() { d.errc <- admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log) }()
 	if adminLis != nil {
@@ -221,6 +223,7 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	if d.tlsDir != "" {
 		fmt.Fprintf(out, "  mTLS             frontend -> pods, ephemeral CA and certificates in %s\n", d.tlsDir)
 	}
+	fmt.Fprintf(out, "  dashboard        %s/  (open it in a browser: live calls per pod, load, scale, kill, freeze)\n", d.FrontendURL)
 	if d.AdminURL != "" {
 		fmt.Fprintf(out, "  metrics          %s/metrics\n", d.AdminURL)
 	}

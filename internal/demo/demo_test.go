@@ -201,7 +201,7 @@ func TestIndex(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(b), "/call/headless") {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(b), "/static/app.js") {
 		t.Errorf("browser GET /: %s %s", resp.Header.Get("Content-Type"), b)
 	}
 	code, body = get(t, d.AdminURL+"/metrics")

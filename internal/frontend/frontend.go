@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/dashboard"
 )
 
 // Balancing policies a mode may use.
@@ -123,6 +124,8 @@ type options struct {
 	log        *slog.Logger
 	registerer prometheus.Registerer
 	observers  []Observer
+	cluster    dashboard.Cluster
+	controls   http.Handler
 }
 
 // WithLogger sets the logger (default: discard).
@@ -142,6 +145,16 @@ func WithObserver(ob Observer) Option {
 	return func(o *options) { o.observers = append(o.observers, ob) }
 }
 
+// WithClusterControls shows cluster c's pods on the dashboard and turns on its controls:
+// controls is the cluster's admin API (the one `spread ctl` uses), served same-origin under
+// /cluster, and the page may start a bounded steady load per mode. Only `spread demo` passes
+// it; against a real cluster the page hides its controls and shows what the frontend observes.
+func WithClusterControls(c dashboard.Cluster, controls http.Handler) Option {
+	return func(o *options) { o.cluster, o.controls = c, controls }
+}
+
+var _ dashboard.Frontend = (*Frontend)(nil)
+
 // Frontend serves the HTTP API. Create with New; Close releases its connections.
 type Frontend struct {
 	cfg     Config
@@ -151,6 +164,7 @@ type Frontend struct {
 	metrics *metrics
 	obs     []Observer
 	mux     *http.ServeMux
+	dash    *dashboard.Dashboard
 
 	closeOnce sync.Once
 }
@@ -187,7 +201,13 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: o.observers}
+	win := dashboard.NewWindow(dashboard.DefaultWindow, nil)
+	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: append(slices.Clone(o.observers), win)}
+	dopts := []dashboard.Option{dashboard.WithLogger(o.log)}
+	if o.controls != nil {
+		dopts = append(dopts, dashboard.WithCluster(o.cluster, o.controls))
+	}
+	f.dash = dashboard.New(f, win, dopts...)
 	for _, md := range cfg.Modes {
 		if !validName(md.Name) {
 			f.Close()
@@ -242,10 +262,22 @@ func (f *Frontend) Handler() http.Handler { return f.mux }
 // Modes lists the mode names in display order.
 func (f *Frontend) Modes() []string { return slices.Clone(f.order) }
 
-// Close closes every connection. It is safe to call more than once.
+// Name is the frontend's identity in replies.
+func (f *Frontend) Name() string { return f.cfg.Name }
+
+// EndStreams ends the dashboard's event streams (the pages reconnect to whatever serves next)
+// and the loads it started, so that an http.Server's Shutdown need not wait for them:
+// register it with the server's RegisterOnShutdown.
+func (f *Frontend) EndStreams() { f.dash.EndStreams() }
+
+// Close stops the dashboard's streams and loads and closes every connection. It is safe to
+// call more than once.
 func (f *Frontend) Close() error {
 	var errs []error
 	f.closeOnce.Do(func() {
+		if f.dash != nil {
+			f.dash.Close()
+		}
 		for _, m := range f.modes {
 			errs = append(errs, m.conn.Close())
 		}

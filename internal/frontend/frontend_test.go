@@ -1,7 +1,9 @@
 package frontend
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -92,5 +94,61 @@ func TestWantsHTML(t *testing.T) {
 		if got := wantsHTML(r); got != want {
 			t.Errorf("Accept %q: wantsHTML = %v", accept, got)
 		}
+	}
+}
+
+// TestDashboardRoutes: a browser gets the dashboard at /, everyone else the JSON index; the
+// event stream is served; without cluster controls there is no /cluster and no page load.
+func TestDashboardRoutes(t *testing.T) {
+	f, err := New(Config{Name: "fe-t", Modes: []Mode{{Name: "headless", Target: "passthrough:///127.0.0.1:1", Policy: RoundRobin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := f.Handler()
+	for _, tc := range []struct {
+		method, path, accept string
+		code                 int
+		ctype                string
+	}{
+		{"GET", "/", "text/html,application/xhtml+xml", 200, "text/html"},
+		{"GET", "/", "application/json", 200, "application/json"},
+		{"GET", "/", "", 200, "application/json"},
+		{"GET", "/static/app.js", "", 200, "text/javascript"},
+		{"GET", "/dashboard/state", "", 200, "application/json"},
+		{"GET", "/cluster", "", 404, "application/json"},
+		{"POST", "/dashboard/load/headless", "", 404, "application/json"},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.accept != "" {
+			req.Header.Set("Accept", tc.accept)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.code || !strings.HasPrefix(rec.Header().Get("Content-Type"), tc.ctype) {
+			t.Errorf("%s %s (Accept %q): %d %q, want %d %s", tc.method, tc.path, tc.accept, rec.Code, rec.Header().Get("Content-Type"), tc.code, tc.ctype)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.CallOnce(ctx, "nope"); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+		t.Errorf("CallOnce on an unknown mode: %v", err)
+	}
+	// The event stream ends when the server shuts down (EndStreams).
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.RegisterOnShutdown(f.EndStreams)
+	srv.Start()
+	defer srv.Close()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("/events: %q", resp.Header.Get("Content-Type"))
+	}
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown with an open event stream: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/dashboard"
 )
 
 // Query limits of /call/{mode}.
@@ -142,8 +142,9 @@ func (f *Frontend) routes() {
 	for path, m := range map[string]string{"/backend": "clusterip", "/backendlb": "headless", "/clusterip": "clusterip", "/headless": "headless"} {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { f.serveCall(w, r, m) })
 	}
+	f.dash.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb"}, "modes": f.order})
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb", "GET /events", "GET /dashboard/state"}, "modes": f.order})
 	})
 	f.mux = mux
 }
@@ -262,25 +263,38 @@ func (f *Frontend) modeInfos() []ModeInfo {
 	return out
 }
 
-var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Spread frontend {{.Name}}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}td,th{padding:.3em .8em;text-align:left}code{background:#f3f3f3;padding:0 .2em}</style>
-</head><body><h1>Spread frontend <code>{{.Name}}</code></h1>
-<p>Each mode makes calls over one long-lived gRPC connection and reports which pods answered.</p>
-<table><tr><th>mode</th><th>target</th><th>policy</th><th>connection</th><th>try</th></tr>
-{{range .Modes}}<tr><td><b>{{.Name}}</b><br><small>{{.Description}}</small></td><td><code>{{.Target}}</code></td><td>{{.Policy}}</td><td>{{.State}}</td>
-<td><a href="{{.Path}}?n=10">10 calls</a> · <a href="{{.Path}}?n=10&amp;stream=true">stream of 10</a></td></tr>
-{{end}}</table></body></html>
-`))
-
+// index serves the dashboard to a browser and the modes as JSON to everyone else.
 func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
-	infos := f.modeInfos()
 	if wantsHTML(r) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		indexPage.Execute(w, map[string]any{"Name": f.cfg.Name, "Modes": infos})
+		f.dash.ServePage(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"frontend": f.cfg.Name, "modes": infos})
+	writeJSON(w, http.StatusOK, map[string]any{"frontend": f.cfg.Name, "modes": f.modeInfos()})
+}
+
+// ModeStates lists the modes with their connection states, for the dashboard.
+func (f *Frontend) ModeStates() []dashboard.Mode {
+	out := make([]dashboard.Mode, 0, len(f.order))
+	for _, mi := range f.modeInfos() {
+		out = append(out, dashboard.Mode{Name: mi.Name, Description: mi.Description, Target: mi.Target, Policy: mi.Policy, State: mi.State})
+	}
+	return out
+}
+
+// CallOnce makes one unary call over mode's long-lived connection, bounded by the call
+// timeout, reports it to the observers like every call, and returns the pod that answered.
+// It may be called concurrently (the dashboard's load calls it).
+func (f *Frontend) CallOnce(ctx context.Context, mode string) (string, error) {
+	m, ok := f.modes[mode]
+	if !ok {
+		return "", fmt.Errorf("frontend: unknown mode %q", mode)
+	}
+	cctx, cancel := f.callCtx(ctx)
+	defer cancel()
+	t0 := time.Now()
+	reply, err := echo.NewEchoServerClient(m.conn).SayHello(cctx, &echo.EchoRequest{Name: "unary RPC msg"})
+	f.observe(mode, reply.GetPod(), err, time.Since(t0))
+	return reply.GetPod(), err
 }
 
 // wantsHTML reports whether the client prefers HTML to JSON (a browser does).
