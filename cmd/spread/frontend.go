@@ -16,6 +16,7 @@ import (
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
+	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
 
 // modeFlags collects repeated --mode NAME=TARGET[,lb=POLICY][,health=true] flags.
@@ -92,6 +93,7 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	tlsServerName := fs.String("tls-server-name", "", "server name to verify in backend certificates (default: from the target)")
 	tlsCert := fs.String("tls-cert", "", "PEM client certificate presented to the backends (mTLS; needs --tls-ca and --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for kubernetes:/// modes (default: the pod's service account)")
 	modes := &modeFlags{modes: []frontend.Mode{
 		{Name: "clusterip", Target: "dns:///be-srv.default.svc.cluster.local:50051", Policy: frontend.PickFirst,
 			Description: "ClusterIP Service: one connection, all calls on one pod"},
@@ -128,6 +130,25 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 			return usageError{err}
 		}
 		cfg.Creds = credentials.NewTLS(tc)
+	}
+	// kubernetes:/// modes share one resolver Builder (one EndpointSlice watch per Service);
+	// it is closed after the connections (defers run last-in, first-out).
+	var kb *kuberesolver.Builder
+	for i := range cfg.Modes {
+		if !strings.HasPrefix(cfg.Modes[i].Target, kuberesolver.Scheme+":") {
+			continue
+		}
+		if kb == nil {
+			opts := []kuberesolver.Option{kuberesolver.WithLogger(log), kuberesolver.WithRegisterer(reg)}
+			if *kubeconfig != "" {
+				opts = append(opts, kuberesolver.WithKubeconfig(*kubeconfig))
+			}
+			if kb, err = kuberesolver.NewBuilder(opts...); err != nil {
+				return err
+			}
+			defer kb.Close()
+		}
+		cfg.Modes[i].Resolvers = append(cfg.Modes[i].Resolvers, kb)
 	}
 	fe, err := frontend.New(cfg, frontend.WithLogger(log), frontend.WithRegisterer(reg))
 	if err != nil {
