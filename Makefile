@@ -6,7 +6,12 @@ BIN := $(CACHE)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: all build test vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot
+# The container image (needs docker, podman or buildah; none runs on the CI machines:
+# repo_test.go checks the Dockerfile's go build line instead).
+IMAGE ?= spread:dev
+CONTAINER_BUILD ?= docker build
+
+.PHONY: all build image test vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot
 
 # Test control plane (etcd, kube-apiserver, kube-controller-manager) built from
 # hack/kube; the version must match k8s.io/kubernetes in hack/kube/go.mod.
@@ -17,6 +22,10 @@ all: build
 
 build:
 	$(GO) build -o bin/spread ./cmd/spread
+
+# make image IMAGE=ghcr.io/you/spread:v1 CONTAINER_BUILD="buildah bud"
+image:
+	$(CONTAINER_BUILD) -t $(IMAGE) .
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
