@@ -169,8 +169,9 @@ func ParseServiceConfig(annotations map[string]string) (ServiceConfig, error) {
 				continue
 			}
 			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 || d > 24*time.Hour {
-				return ServiceConfig{}, &ConfigError{ReasonInvalidDuration, k, v, "want a Go duration from 0s to 24h"}
+			// grpc-go reads 0 as "use the default", so 0 is refused rather than misread.
+			if err != nil || d <= 0 || d > 24*time.Hour {
+				return ServiceConfig{}, &ConfigError{ReasonInvalidDuration, k, v, "want a Go duration above 0s, up to 24h"}
 			}
 			*dst = d
 		}
