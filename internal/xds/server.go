@@ -251,18 +251,25 @@ func (s *Server) onServices(list []Service) {
 	for _, w := range waits {
 		w()
 	}
-	// Subscribe outside the lock: a source may deliver the first set synchronously.
+	// Subscribe outside the lock (a source may deliver the first set synchronously), and
+	// concurrently (a source may block until it has listed the Service).
+	var wg sync.WaitGroup
 	for _, sb := range subs {
-		wait, err := s.endpoints.Subscribe(sb.ctx, sb.key, func(set endpoint.Set) { s.onEndpoints(sb.st, set) })
-		s.mu.Lock()
-		if err != nil {
-			s.log.Error("xds: subscribe to endpoints failed; serving no endpoints for it", "service", sb.key.String(), "err", err)
-			sb.st.synced = true // do not hold readiness on a key that cannot be watched
-		} else {
+		wg.Go(func() {
+			wait, err := s.endpoints.Subscribe(sb.ctx, sb.key, func(set endpoint.Set) { s.onEndpoints(sb.st, set) })
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if err != nil {
+				if sb.ctx.Err() == nil {
+					s.log.Error("xds: subscribe to endpoints failed; serving no endpoints for it", "service", sb.key.String(), "err", err)
+				}
+				sb.st.synced = true // do not hold readiness on a key that cannot be watched
+				return
+			}
 			sb.st.wait = wait
-		}
-		s.mu.Unlock()
+		})
 	}
+	wg.Wait()
 	s.markDirty()
 }
 
