@@ -8,7 +8,7 @@
 // share. Utilization has to grow with the rate: a fixed utilization with a measured rate
 // feeds back (more calls → higher weight → more calls).
 //
-//	r := orcaload.New(orcaload.WithCapacity(1000))
+//	r, err := orcaload.New(orcaload.WithCapacity(1000))
 //	srv := grpc.NewServer(r.ServerOptions()...)
 //	if err := r.Register(srv); err != nil { ... }
 package orcaload
