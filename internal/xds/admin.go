@@ -41,6 +41,21 @@ var typeNames = map[types.ResponseType]string{
 	types.Listener: "listener", types.Route: "route", types.Cluster: "cluster", types.Endpoint: "endpoint",
 }
 
+// Versions returns the current snapshot versions: zone → type (listener, route, cluster,
+// endpoint) → version. Cheaper than Dump.
+func (s *Server) Versions() map[string]map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]string, len(s.snaps))
+	for z, zs := range s.snaps {
+		out[z] = map[string]string{}
+		for t, name := range typeNames {
+			out[z][name] = zs.versions[t]
+		}
+	}
+	return out
+}
+
 // Dump returns the current Services and snapshots.
 func (s *Server) Dump() (Dump, error) {
 	s.mu.Lock()
@@ -63,9 +78,13 @@ func (s *Server) Dump() (Dump, error) {
 		zd := ZoneDump{Versions: map[string]string{}, Resources: map[string][]json.RawMessage{}}
 		for t, name := range typeNames {
 			zd.Versions[name] = zs.versions[t]
-			r := zs.snap.Resources[t].Items
-			for _, rn := range slices.Sorted(maps.Keys(r)) {
-				b, err := mo.Marshal(r[rn].Resource.(proto.Message))
+		}
+		for name, items := range map[string]map[string]proto.Message{
+			"listener": messages(zs.res.listeners), "route": messages(zs.res.routes),
+			"cluster": messages(zs.res.clusters), "endpoint": messages(zs.res.clas),
+		} {
+			for _, rn := range slices.Sorted(maps.Keys(items)) {
+				b, err := mo.Marshal(items[rn])
 				if err != nil {
 					return Dump{}, fmt.Errorf("xds: dump %s %q: %w", name, rn, err)
 				}

@@ -2,8 +2,10 @@ package xds_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,6 +97,14 @@ func (f *fakeServices) WatchServices(ctx context.Context, fn func([]xds.Service)
 	return func() { <-done }, nil
 }
 
+// tbWriter sends log lines to the test log.
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
 type controlPlane struct {
 	addr string
 	srv  *xds.Server
@@ -121,7 +131,8 @@ func startControlPlane(t testing.TB, addr string, eps xds.EndpointSource, svcs x
 		t.Fatalf("listen %s: %v", addr, err)
 	}
 	reg := prometheus.NewRegistry()
-	s, err := xds.New(eps, svcs, append([]xds.Option{xds.WithRegisterer(reg)}, opts...)...)
+	logger := slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := xds.New(eps, svcs, append([]xds.Option{xds.WithRegisterer(reg), xds.WithLogger(logger)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

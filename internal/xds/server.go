@@ -14,12 +14,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/server/config"
+	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -66,7 +68,7 @@ type Server struct {
 	m         *metrics
 	endpoints EndpointSource
 	services  ServiceSource
-	cache     cachev3.SnapshotCache
+	cache     *zoneCache
 	ads       serverv3.Server
 	instance  string // version prefix, new per process so a restarted server never repeats one
 
@@ -85,7 +87,8 @@ type Server struct {
 	isReady      bool
 	zonesChanged bool
 	gen          uint64
-	snaps        map[string]*zoneSnapshot // by client zone ("" = no preference)
+	snaps        map[string]*zoneSnapshot     // by client zone ("" = no preference)
+	marshaled    map[proto.Message]*anypb.Any // resources marshaled for the current snapshots
 }
 
 type serviceState struct {
@@ -111,7 +114,6 @@ type serviceState struct {
 type zoneSnapshot struct {
 	res      *resourceSet
 	versions map[types.ResponseType]string
-	snap     *cachev3.Snapshot
 }
 
 // New returns a Server that serves the Services services announces, with endpoints from
@@ -142,8 +144,8 @@ func New(endpoints EndpointSource, services ServiceSource, opts ...Option) (*Ser
 		snaps:     map[string]*zoneSnapshot{},
 	}
 	s.streamCtx, s.endStreams = context.WithCancel(context.Background())
-	s.cache = cachev3.NewSnapshotCache(false, nodeHash{s}, cacheLogger(o.log))
-	s.ads = serverv3.NewServer(s.streamCtx, s.cache, s.callbacks())
+	s.cache = newZoneCache(nodeHash{s}.ID)
+	s.ads = serverv3.NewServer(s.streamCtx, s.cache, s.callbacks(), sotwLogger(o.log))
 	return s, nil
 }
 
@@ -329,12 +331,14 @@ func (s *Server) rebuildLocked() {
 	s.gen++
 	version := s.instance + "-" + strconv.FormatUint(s.gen, 10)
 	now := s.opts.now()
+	memo := map[proto.Message]*anypb.Any{}
 	for _, z := range zones {
-		if err := s.setZoneSnapshotLocked(z, version); err != nil {
+		if err := s.setZoneSnapshotLocked(z, version, memo); err != nil {
 			s.m.snapshotErrors.Inc()
 			s.log.Error("xds: snapshot rejected by the consistency check; clients keep the previous one", "zone", z, "err", err)
 		}
 	}
+	s.marshaled = memo
 	for _, st := range s.svcs {
 		if !st.pending.IsZero() {
 			s.m.pushLatency.Observe(now.Sub(st.pending).Seconds())
@@ -429,8 +433,9 @@ var typeURLs = map[types.ResponseType]string{
 }
 
 // setZoneSnapshotLocked assembles, validates and sets the snapshot for clients of zone z.
-// A type's version moves only when one of its resources did.
-func (s *Server) setZoneSnapshotLocked(z, version string) error {
+// A type's version moves only when one of its resources did. Each resource is marshaled once
+// (memo, and the previous rebuild's s.marshaled) however many zones and clients get it.
+func (s *Server) setZoneSnapshotLocked(z, version string, memo map[proto.Message]*anypb.Any) error {
 	rs := newResourceSet()
 	for _, st := range s.svcs {
 		if st.cluster == nil || st.flatCLA == nil {
@@ -451,24 +456,36 @@ func (s *Server) setZoneSnapshotLocked(z, version string) error {
 		return err
 	}
 	prev := s.snaps[z]
-	zs := &zoneSnapshot{res: rs, versions: map[types.ResponseType]string{}, snap: &cachev3.Snapshot{}}
-	add := func(t types.ResponseType, changed bool, items []types.Resource) {
+	zs := &zoneSnapshot{res: rs, versions: map[types.ResponseType]string{}}
+	snap := map[string]*typeSnapshot{}
+	var marshalErr error
+	add := func(t types.ResponseType, changed bool, items map[string]proto.Message) {
 		v := version
 		if prev != nil && !changed {
 			v = prev.versions[t]
 		}
 		zs.versions[t] = v
-		zs.snap.Resources[t] = cachev3.NewResources(v, items)
+		ts := &typeSnapshot{version: v, resources: make(map[string]*anypb.Any, len(items))}
+		for n, m := range items {
+			a, err := s.marshal(m, memo)
+			if err != nil {
+				marshalErr = err
+				return
+			}
+			ts.resources[n] = a
+		}
+		snap[typeURLs[t]] = ts
 	}
-	add(types.Listener, prev == nil || !samePointers(prev.res.listeners, rs.listeners), resources(rs.listeners))
-	add(types.Route, prev == nil || !samePointers(prev.res.routes, rs.routes), resources(rs.routes))
-	add(types.Cluster, prev == nil || !samePointers(prev.res.clusters, rs.clusters), resources(rs.clusters))
-	add(types.Endpoint, prev == nil || !samePointers(prev.res.clas, rs.clas), resources(rs.clas))
-	if prev != nil && maps.Equal(prev.versions, zs.versions) {
-		return nil // nothing changed for this zone
+	add(types.Listener, prev == nil || !samePointers(prev.res.listeners, rs.listeners), messages(rs.listeners))
+	add(types.Route, prev == nil || !samePointers(prev.res.routes, rs.routes), messages(rs.routes))
+	add(types.Cluster, prev == nil || !samePointers(prev.res.clusters, rs.clusters), messages(rs.clusters))
+	add(types.Endpoint, prev == nil || !samePointers(prev.res.clas, rs.clas), messages(rs.clas))
+	if marshalErr != nil {
+		return marshalErr
 	}
-	if err := s.cache.SetSnapshot(context.Background(), nodeID(z), zs.snap); err != nil {
-		return fmt.Errorf("set snapshot: %w", err)
+	if prev == nil || !maps.Equal(prev.versions, zs.versions) {
+		s.cache.set(nodeID(z), snap)
+		s.m.snapshots.Inc()
 	}
 	s.snaps[z] = zs
 	if z == "" {
@@ -477,8 +494,32 @@ func (s *Server) setZoneSnapshotLocked(z, version string) error {
 		s.m.resources.WithLabelValues("cluster").Set(float64(len(rs.clusters)))
 		s.m.resources.WithLabelValues("endpoint").Set(float64(countEndpoints(rs.clas)))
 	}
-	s.m.snapshots.Inc()
 	return nil
+}
+
+// marshal returns m as an Any, marshaling it only if no snapshot has it yet.
+func (s *Server) marshal(m proto.Message, memo map[proto.Message]*anypb.Any) (*anypb.Any, error) {
+	if a, ok := memo[m]; ok {
+		return a, nil
+	}
+	a, ok := s.marshaled[m]
+	if !ok {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("marshal %T: %w", m, err)
+		}
+		a = &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
+	}
+	memo[m] = a
+	return a, nil
+}
+
+func messages[T proto.Message](m map[string]T) map[string]proto.Message {
+	out := make(map[string]proto.Message, len(m))
+	for n, r := range m {
+		out[n] = r
+	}
+	return out
 }
 
 func countEndpoints(clas map[string]*endpointv3.ClusterLoadAssignment) int {
@@ -493,14 +534,6 @@ func countEndpoints(clas map[string]*endpointv3.ClusterLoadAssignment) int {
 
 func samePointers[T comparable](a, b map[string]T) bool {
 	return maps.Equal(a, b)
-}
-
-func resources[T types.Resource](m map[string]T) []types.Resource {
-	out := make([]types.Resource, 0, len(m))
-	for _, n := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, m[n])
-	}
-	return out
 }
 
 // nodeID is the snapshot cache key of a client zone.
@@ -548,11 +581,11 @@ func (s *Server) admitZone(z string) {
 	}
 }
 
-func cacheLogger(l *slog.Logger) log.Logger {
-	return log.LoggerFuncs{
+func sotwLogger(l *slog.Logger) config.XDSOption {
+	return sotw.WithLogger(log.LoggerFuncs{
 		DebugFunc: func(f string, a ...any) { l.Debug("go-control-plane: " + fmt.Sprintf(f, a...)) },
 		InfoFunc:  func(f string, a ...any) { l.Debug("go-control-plane: " + fmt.Sprintf(f, a...)) },
 		WarnFunc:  func(f string, a ...any) { l.Warn("go-control-plane: " + fmt.Sprintf(f, a...)) },
 		ErrorFunc: func(f string, a ...any) { l.Error("go-control-plane: " + fmt.Sprintf(f, a...)) },
-	}
+	})
 }
