@@ -1,9 +1,12 @@
 package xds_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -87,9 +90,10 @@ func BenchmarkDiscovery(b *testing.B) {
 }
 
 // BenchmarkFanout: one endpoint change of a 5,000-endpoint Service pushed to 500 raw ADS
-// streams → time until every stream has ACKed it.
+// streams → time until every stream has ACKed it. The streams run in a child process (this
+// test binary, TestFanoutClients), so the memory figures are the control plane's alone.
 func BenchmarkFanout(b *testing.B) {
-	const streams, endpoints, conns = 500, 5000, 10
+	const streams, endpoints = 500, 5000
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var src fakeEndpoints
@@ -102,81 +106,37 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	src.publish(beKey, set...)
 	cp := startControlPlane(b, "127.0.0.1:0", &src, xds.ServicesFromKeys(beKey))
+	<-cp.srv.Ready()
 
-	// last[i] is the EDS version stream i has ACKed most recently.
-	var mu sync.Mutex
-	cond := sync.NewCond(&mu)
-	last := make([]string, streams)
-	onEDS := func(i int, version string) {
-		mu.Lock()
-		last[i] = version
-		mu.Unlock()
-		cond.Broadcast()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFanoutClients$", "-test.v")
+	// The child is the clients' process: a GOMEMLIMIT given to the benchmark (the control
+	// plane) is not meant for it.
+	env := slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "GOMEMLIMIT=") })
+	cmd.Env = append(env, fanoutServerEnv+"="+cp.addr, fanoutStreamsEnv+"="+strconv.Itoa(streams))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
 	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { in.Close(); _ = cmd.Wait() }()
+	lines := bufio.NewScanner(out)
+	// waitAll reads the child's reports until every stream has ACKed version.
 	waitAll := func(version string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for {
-			n := 0
-			for _, v := range last {
-				if v == version {
-					n++
-				}
-			}
-			if n == streams {
+		for lines.Scan() {
+			if strings.TrimSpace(lines.Text()) == "acked "+version {
 				return
 			}
-			cond.Wait()
 		}
+		b.Fatalf("child ended before all streams acked %s: %v", version, lines.Err())
 	}
-	var ccs []*grpc.ClientConn
-	for range conns {
-		cc, err := grpc.NewClient(cp.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		ccs = append(ccs, cc)
-	}
-	defer func() {
-		for _, cc := range ccs {
-			cc.Close()
-		}
-	}()
-	sctx, stopStreams := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stopStreams(); wg.Wait() }()
-	name := beKey.String()
-	for i := range streams {
-		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(ccs[i%conns]).StreamAggregatedResources(sctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		node := &corev3.Node{Id: fmt.Sprintf("raw-%d", i)}
-		for _, t := range []string{"listener.v3.Listener", "route.v3.RouteConfiguration", "cluster.v3.Cluster", "endpoint.v3.ClusterLoadAssignment"} {
-			if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config." + t, ResourceNames: []string{name}}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				r, err := st.Recv()
-				if err != nil {
-					return
-				}
-				if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce(), ResourceNames: []string{name}}); err != nil {
-					return
-				}
-				if strings.HasSuffix(r.GetTypeUrl(), "ClusterLoadAssignment") {
-					onEDS(i, r.GetVersionInfo())
-				}
-			}
-		}()
-	}
-	version := func() string {
-		return cp.srv.Versions()[""]["endpoint"]
-	}
+	version := func() string { return cp.srv.Versions()[""]["endpoint"] }
 	waitAll(version()) // every stream has the initial state
 	var lat []time.Duration
 	b.ResetTimer()
@@ -196,20 +156,104 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	b.StopTimer()
 	reportLatency(b, lat)
+	b.ReportMetric(procStatusMiB("VmHWM:"), "peak-rss-MiB")
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
-	b.ReportMetric(rssMiB(), "rss-MiB")
+	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "live-heap-MiB")
+	b.ReportMetric(cp.metric("spread_xds_connected_clients", nil), "clients")
+	if d, err := cp.srv.Dump(); err == nil {
+		b.ReportMetric(float64(len(d.Zones[""].Resources["endpoint"][0]))/1024, "eds-json-KiB")
+	}
 }
 
-func rssMiB() float64 {
+const (
+	fanoutServerEnv  = "SPREAD_XDS_FANOUT_SERVER"
+	fanoutStreamsEnv = "SPREAD_XDS_FANOUT_STREAMS"
+)
+
+// TestFanoutClients is BenchmarkFanout's child process: raw ADS streams that ACK every
+// response, printing "acked <version>" whenever all of them have ACKed an EDS version.
+// It ends when its standard input closes. Skipped unless started by the benchmark.
+func TestFanoutClients(t *testing.T) {
+	addr := os.Getenv(fanoutServerEnv)
+	if addr == "" {
+		t.Skip("run by BenchmarkFanout")
+	}
+	streams, _ := strconv.Atoi(os.Getenv(fanoutStreamsEnv))
+	const conns = 10
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
+
+	var mu sync.Mutex
+	last := make([]string, streams)
+	count := map[string]int{}
+	onEDS := func(i int, v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if last[i] == v {
+			return
+		}
+		last[i] = v
+		count[v]++
+		if count[v] == streams {
+			fmt.Printf("\nacked %s\n", v)
+			delete(count, v)
+		}
+	}
+	var ccs []*grpc.ClientConn
+	for range conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ccs = append(ccs, cc)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	name := beKey.String()
+	for i := range streams {
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(ccs[i%conns]).StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := &corev3.Node{Id: fmt.Sprintf("raw-%d", i)}
+		for _, typ := range []string{"listener.v3.Listener", "route.v3.RouteConfiguration", "cluster.v3.Cluster", "endpoint.v3.ClusterLoadAssignment"} {
+			if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config." + typ, ResourceNames: []string{name}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				r, err := st.Recv()
+				if err != nil {
+					return
+				}
+				if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce(), ResourceNames: []string{name}}); err != nil {
+					return
+				}
+				if strings.HasSuffix(r.GetTypeUrl(), "ClusterLoadAssignment") {
+					onEDS(i, r.GetVersionInfo())
+				}
+			}
+		}()
+	}
+	<-ctx.Done()
+}
+
+// procStatusMiB reads a memory figure (VmRSS:, VmHWM:) of this process.
+func procStatusMiB(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
