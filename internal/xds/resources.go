@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -145,6 +146,12 @@ func buildCluster(name string, cfg ServiceConfig) (*clusterv3.Cluster, error) {
 			ServiceName: name,
 		},
 		LoadBalancingPolicy: lb,
+		// grpc-go fails calls beyond a cluster's max_requests in flight, 1024 by default: a
+		// limit plain round_robin does not have. Lift it.
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority:    corev3.RoutingPriority_DEFAULT,
+			MaxRequests: wrapperspb.UInt32(math.MaxUint32),
+		}}},
 	}, nil
 }
 
