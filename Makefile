@@ -6,7 +6,12 @@ BIN := $(CACHE)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: all build test vet fmt-check generate generate-check tools
+.PHONY: all build test vet fmt-check generate generate-check tools kube-assets
+
+# Test control plane (etcd, kube-apiserver, kube-controller-manager) built from
+# hack/kube; the version must match k8s.io/kubernetes in hack/kube/go.mod.
+KUBE_VERSION := v1.37.2
+SPREAD_KUBE_ASSETS ?= $(CACHE)/kube/$(KUBE_VERSION)
 
 all: build
 
@@ -33,5 +38,9 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: fmt-check vet
-	$(GO) test -race -count=1 -timeout 20m ./...
+# Builds once (~10 min cold), then a no-op while the versioned folder holds the binaries.
+kube-assets:
+	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) hack/kube/build.sh
+
+test: fmt-check vet kube-assets
+	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 $(GO) test -race -count=1 -timeout 20m ./...
