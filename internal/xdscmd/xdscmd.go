@@ -106,18 +106,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	endpoints, services := cfg.Endpoints, cfg.Services
 	if endpoints == nil {
-		eps, svcs, closeKube, err := kubeSources(cfg, log)
+		eps, svcs, closeKube, err := kubeSources(cfg, log, reg)
 		if err != nil {
 			return fmt.Errorf("xds: kubernetes sources: %w", err)
 		}
 		defer closeKube()
 		endpoints, services = eps, svcs
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := xds.New(endpoints, services,
 		xds.WithLogger(log), xds.WithRegisterer(reg), xds.WithZonePreference(cfg.ZoneMinHealthy))
 	if err != nil {
