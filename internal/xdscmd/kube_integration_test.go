@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -37,10 +38,25 @@ func (e *echoPod) SayHello(context.Context, *echo.EchoRequest) (*echo.EchoReply,
 // TestKubernetesToXDSClient: Service + EndpointSlices on a real API server → `spread xds`
 // (Run, with --kubeconfig) → a grpc-go xds:/// client. Slices carry 192.0.2.x addresses;
 // the client's dialer maps each to a loopback backend and never dials 192.0.2.x itself.
-func TestKubernetesToXDSClient(t *testing.T) {
+type kubeEnv struct {
+	ctx   context.Context
+	cs    kubernetes.Interface
+	slice *discoveryv1.EndpointSlice
+	ep    func(i int, ready, terminating bool) discoveryv1.Endpoint
+	dial  func(target string) echo.EchoServerClient
+	count func(c echo.EchoServerClient, n int) (map[string]int, error)
+	until func(what string, cond func() bool)
+	admin net.Addr
+}
+
+// startKubeEnv: a real API server with Service be (port grpc 50051) and a slice of pods
+// 1-3, `spread xds` running against it, and a client factory whose dialer maps
+// 192.0.2.1-<pods>:50051 to loopback backends be-1..be-<pods>.
+func startKubeEnv(t testing.TB, pods int) *kubeEnv {
+
 	kc := kubetest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
 	cs, err := kubernetes.NewForConfig(kc.RESTConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +64,7 @@ func TestKubernetesToXDSClient(t *testing.T) {
 
 	// Four backend "pods" on loopback, known to the cluster as 192.0.2.1-4:50051.
 	route := map[string]string{}
-	for i := 1; i <= 4; i++ {
+	for i := 1; i <= pods; i++ {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -94,6 +110,7 @@ func TestKubernetesToXDSClient(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.Listen, cfg.AdminListen, cfg.Kubeconfig, cfg.ShutdownGrace = "127.0.0.1:0", "127.0.0.1:0", kc.Kubeconfig(), 5*time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	addrs := make(chan [2]net.Addr, 1)
 	cfg.Started = func(ads, admin net.Addr) { addrs <- [2]net.Addr{ads, admin} }
 	runCtx, stop := context.WithCancel(ctx)
@@ -149,6 +166,14 @@ func TestKubernetesToXDSClient(t *testing.T) {
 			}
 		}
 	}
+	return &kubeEnv{ctx: ctx, cs: cs, slice: slice, ep: ep, dial: dial, count: count, until: until, admin: a[1]}
+}
+
+func TestKubernetesToXDSClient(t *testing.T) {
+	e := startKubeEnv(t, 4)
+	ctx, cs, slice, ep, dial, count, until := e.ctx, e.cs, e.slice, e.ep, e.dial, e.count, e.until
+	a := [2]net.Addr{nil, e.admin}
+
 	byName := dial("xds:///be.default:grpc")
 	byNumber := dial("xds:///be.default:50051") // the port number is an alias
 	until("3 pods by name", func() bool { got, err := count(byName, 9); return err == nil && len(got) == 3 })
@@ -172,7 +197,7 @@ func TestKubernetesToXDSClient(t *testing.T) {
 	})
 
 	// A bad annotation: counted, the last good config kept, calls unaffected.
-	svc, err = cs.CoreV1().Services("default").Get(ctx, "be", metav1.GetOptions{})
+	svc, err := cs.CoreV1().Services("default").Get(ctx, "be", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
