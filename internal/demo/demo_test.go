@@ -190,7 +190,7 @@ func TestIndex(t *testing.T) {
 	var idx struct {
 		Modes []frontend.ModeInfo `json:"modes"`
 	}
-	if code != 200 || json.Unmarshal(body, &idx) != nil || len(idx.Modes) != 3 || idx.Modes[0].Name != "clusterip" || idx.Modes[1].Path != "/call/headless" {
+	if code != 200 || json.Unmarshal(body, &idx) != nil || len(idx.Modes) != len(ModeNames()) || idx.Modes[0].Name != "clusterip" || idx.Modes[1].Path != "/call/headless" {
 		t.Errorf("GET / = %d %s", code, body)
 	}
 	req, _ := http.NewRequest(http.MethodGet, d.FrontendURL+"/", nil)
@@ -276,11 +276,13 @@ func TestNewPodsByMode(t *testing.T) {
 	t.Cleanup(func() { d.Stop() })
 	waitAllPods(t, d, "headless", 3)
 	waitAllPods(t, d, "dns-refresh", 3)
+	waitAllPods(t, d, "kube", 3)
 	pinned := call(t, d, "/call/clusterip?n=3").Pods
 	if err := d.Cluster.Scale(5); err != nil {
 		t.Fatal(err)
 	}
 	waitAllPods(t, d, "dns-refresh", 5) // within about a second
+	waitAllPods(t, d, "kube", 5)
 	if r := call(t, d, "/call/headless?n=100"); len(r.Counts) != 3 {
 		t.Errorf("plain headless reached %d pods after scale-up, want the original 3: %v", len(r.Counts), r.Counts)
 	}

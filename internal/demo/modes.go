@@ -9,6 +9,7 @@ import (
 
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
+	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
 
 // ModeFactory builds one frontend mode wired to the demo cluster. Modes plug into the demo,
@@ -57,6 +58,20 @@ var modeRegistry = []ModeFactory{
 			return frontend.Mode{
 				Target:    fmt.Sprintf("%s://%s/%s.:%d", dnsrefresh.Scheme, c.DNSAddr(), c.ServiceName(HeadlessService), c.Port()),
 				Policy:    frontend.RoundRobin,
+				Resolvers: []resolver.Builder{b},
+			}, nil
+		},
+	},
+	{
+		Name:        "kube",
+		Description: "kubernetes:/// resolver: follows the Service's endpoints as they change (here the demo's endpoint model stands in for the EndpointSlice watch)",
+		Build: func(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
+			b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.log))
+			if err != nil {
+				return frontend.Mode{}, err
+			}
+			return frontend.Mode{
+				Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, HeadlessService, Namespace, PortName),
 				Resolvers: []resolver.Builder{b},
 			}, nil
 		},

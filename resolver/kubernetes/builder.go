@@ -74,6 +74,7 @@ type options struct {
 	reg           prometheus.Registerer
 	serviceConfig string
 	namespace     string
+	source        Source
 }
 
 // WithKubeconfig reads the API server address and credentials from a kubeconfig file instead
@@ -107,17 +108,24 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // Note that a resolver's service config overrides grpc.WithDefaultServiceConfig.
 func WithServiceConfig(json string) Option { return func(o *options) { o.serviceConfig = json } }
 
-// subscriber is what a resolver needs from an endpoint source.
-type subscriber interface {
+// Source is what a resolver needs from an endpoint source: the Kubernetes EndpointSlice
+// watcher (package endpointslice) by default. Subscribe calls fn with the current set of key,
+// then each change, until ctx is done; wait blocks until delivery has stopped.
+type Source interface {
 	Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (wait func(), err error)
 }
+
+// WithSource makes the resolver follow src instead of watching the Kubernetes API (for
+// example Spread's simulated demo cluster, which publishes the same endpoint model). The
+// Kubernetes client options are then unused.
+func WithSource(src Source) Option { return func(o *options) { o.source = src } }
 
 // Builder builds resolvers for kubernetes targets. One Builder may serve any number of
 // ClientConns; it shares one EndpointSlice watch per Service among them. Close it when the
 // connections are closed.
 type Builder struct {
-	src           *endpointslice.Source
-	sub           subscriber
+	src           *endpointslice.Source // nil with WithSource
+	sub           Source
 	log           *slog.Logger
 	serviceConfig string
 	namespace     string // of targets that name none
@@ -130,6 +138,13 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 	o := options{log: slog.Default(), serviceConfig: DefaultServiceConfig}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.source != nil {
+		ns := "default"
+		if o.namespace != "" {
+			ns = o.namespace
+		}
+		return &Builder{sub: o.source, log: o.log, serviceConfig: o.serviceConfig, namespace: ns, backoff: defaultBackoff}, nil
 	}
 	client, ns := o.client, "default"
 	if client == nil {
@@ -193,7 +208,11 @@ func Register(opts ...Option) error {
 func (b *Builder) Scheme() string { return Scheme }
 
 // Close stops all watches and resolvers of the Builder and waits for them.
-func (b *Builder) Close() { b.src.Close() }
+func (b *Builder) Close() {
+	if b.src != nil {
+		b.src.Close()
+	}
+}
 
 // Build starts watching the target's Service. It returns at once; the first state follows
 // when the Service's slices are listed. A malformed target or service config is an error.
@@ -232,7 +251,7 @@ type kubeResolver struct {
 	key     endpoint.Key
 	cc      resolver.ClientConn
 	sc      *serviceconfig.ParseResult
-	sub     subscriber
+	sub     Source
 	log     *slog.Logger
 	backoff func(int) time.Duration
 	cancel  context.CancelFunc

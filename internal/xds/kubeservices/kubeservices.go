@@ -1,0 +1,159 @@
+// Package kubeservices tells the xDS control plane which Kubernetes Service ports to serve:
+// it watches Services (one informer) and announces every TCP port of each Service that opts
+// in — with the spread.dev/lb-policy annotation or spread.dev/xds: "true" — or of every
+// Service, if so configured. It implements xds.ServiceSource.
+//
+// A named port is announced by name ("<svc>.<ns>:grpc") with its number as an alias
+// ("<svc>.<ns>:50051"), so clients may dial either; an unnamed port by number.
+package kubeservices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/xds"
+)
+
+// Option configures a Source.
+type Option func(*Source)
+
+// WithNamespace limits the watch to one namespace (default: all namespaces).
+func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns } }
+
+// WithAllServices serves every Service, not only the ones that opt in by annotation.
+func WithAllServices() Option { return func(s *Source) { s.all = true } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// Source watches Services. Create it with New.
+type Source struct {
+	client    kubernetes.Interface
+	namespace string
+	all       bool
+	log       *slog.Logger
+}
+
+var _ xds.ServiceSource = (*Source)(nil)
+
+// New returns a Source reading Services through client.
+func New(client kubernetes.Interface, opts ...Option) *Source {
+	s := &Source{client: client, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// WatchServices starts the Service informer and calls fn with the full list once the
+// informer has synced, then again after each change that alters the list.
+func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (func(), error) {
+	if s.client == nil {
+		return nil, errors.New("kubeservices: no Kubernetes client")
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(s.namespace))
+	inf := factory.Core().V1().Services()
+	lister := inf.Lister()
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}); err != nil {
+		return nil, fmt.Errorf("kubeservices: add handler: %w", err)
+	}
+	factory.Start(ctx.Done())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer factory.Shutdown()
+		if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+			return
+		}
+		var last []xds.Service
+		first := true
+		for {
+			svcs, err := lister.List(labels.Everything())
+			if err != nil {
+				s.log.Error("kubeservices: list services from the cache", "err", err)
+			} else if list := s.announce(svcs); first || !equal(list, last) {
+				first = false
+				last = list
+				fn(list)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+	}()
+	return func() { <-done }, nil
+}
+
+// OptedIn reports whether a Service asks to be served over xDS.
+func OptedIn(annotations map[string]string) bool {
+	if _, ok := annotations[xds.AnnotationLBPolicy]; ok {
+		return true
+	}
+	v, _ := strconv.ParseBool(annotations[xds.AnnotationXDS])
+	return v
+}
+
+// announce turns Services into the sorted list of ports to serve.
+func (s *Source) announce(svcs []*corev1.Service) []xds.Service {
+	var out []xds.Service
+	for _, svc := range svcs {
+		if !s.all && !OptedIn(svc.Annotations) {
+			continue
+		}
+		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		ann := map[string]string{}
+		for k, v := range svc.Annotations {
+			if strings.HasPrefix(k, xds.AnnotationPrefix) {
+				ann[k] = v
+			}
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			num := strconv.Itoa(int(p.Port))
+			k := endpoint.Key{Namespace: svc.Namespace, Service: svc.Name, Port: num}
+			var aliases []string
+			if p.Name != "" {
+				k.Port, aliases = p.Name, []string{num}
+			}
+			out = append(out, xds.Service{Key: k, Aliases: aliases, Annotations: ann})
+		}
+	}
+	slices.SortFunc(out, func(a, b xds.Service) int { return strings.Compare(a.Key.String(), b.Key.String()) })
+	return out
+}
+
+func equal(a, b []xds.Service) bool {
+	return slices.EqualFunc(a, b, func(x, y xds.Service) bool {
+		return x.Key == y.Key && slices.Equal(x.Aliases, y.Aliases) && maps.Equal(x.Annotations, y.Annotations)
+	})
+}

@@ -1,0 +1,79 @@
+package kubeservices
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/spread-grpc/spread/internal/xds"
+)
+
+func svc(name string, ann map[string]string, ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "prod", Annotations: ann}, Spec: corev1.ServiceSpec{Ports: ports}}
+}
+
+func TestAnnounce(t *testing.T) {
+	opted := map[string]string{xds.AnnotationLBPolicy: "ring_hash", xds.AnnotationHashHeader: "x-user", "other.io/x": "y"}
+	svcs := []*corev1.Service{
+		svc("named", opted, corev1.ServicePort{Name: "grpc", Port: 50051}, corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}),
+		svc("unnamed", map[string]string{xds.AnnotationXDS: "true"}, corev1.ServicePort{Port: 8080}),
+		svc("plain", nil, corev1.ServicePort{Port: 80}),
+	}
+	got := New(nil).announce(svcs)
+	if len(got) != 2 {
+		t.Fatalf("announced %+v, want named:grpc and unnamed:8080", got)
+	}
+	if k := got[0].Key.String(); k != "named.prod:grpc" || len(got[0].Aliases) != 1 || got[0].Aliases[0] != "50051" {
+		t.Errorf("named port: %+v", got[0])
+	}
+	if _, ok := got[0].Annotations["other.io/x"]; ok || got[0].Annotations[xds.AnnotationHashHeader] != "x-user" {
+		t.Errorf("annotations passed on: %v, want only spread.dev/ ones", got[0].Annotations)
+	}
+	if k := got[1].Key.String(); k != "unnamed.prod:8080" || len(got[1].Aliases) != 0 {
+		t.Errorf("unnamed port: %+v", got[1])
+	}
+	if all := New(nil, WithAllServices()).announce(svcs); len(all) != 3 {
+		t.Errorf("WithAllServices announced %d ports, want 3", len(all))
+	}
+}
+
+func TestWatchServicesFollowsChanges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs := fake.NewClientset(svc("a", map[string]string{xds.AnnotationXDS: "true"}, corev1.ServicePort{Name: "grpc", Port: 1}))
+	got := make(chan []xds.Service, 10)
+	wctx, stop := context.WithCancel(ctx)
+	wait, err := New(cs).WatchServices(wctx, func(l []xds.Service) { got <- l })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); wait() }()
+	next := func() []xds.Service {
+		select {
+		case l := <-got:
+			return l
+		case <-ctx.Done():
+			t.Fatal("no list delivered")
+			return nil
+		}
+	}
+	if l := next(); len(l) != 1 || l[0].Key.Service != "a" {
+		t.Fatalf("first list %+v", l)
+	}
+	if _, err := cs.CoreV1().Services("prod").Create(ctx, svc("b", map[string]string{xds.AnnotationLBPolicy: "pick_first"}, corev1.ServicePort{Port: 2}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l := next(); len(l) != 2 {
+		t.Fatalf("after adding b: %+v", l)
+	}
+	if err := cs.CoreV1().Services("prod").Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l := next(); len(l) != 1 || l[0].Key.Service != "b" {
+		t.Fatalf("after deleting a: %+v", l)
+	}
+}

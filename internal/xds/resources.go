@@ -1,0 +1,236 @@
+package xds
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	cswrrv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3"
+	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	pickfirstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/pick_first/v3"
+	ringhashv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
+	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/spread-grpc/spread/endpoint"
+)
+
+// adsSource says "this resource comes over the same ADS stream".
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		// Only fails for a nil or unregistered message: a programming error.
+		panic(fmt.Sprintf("xds: marshal %T: %v", m, err))
+	}
+	return a
+}
+
+// routerFilter is the terminal HTTP filter grpc-go requires last in every listener. It is
+// built once: every listener shares the same bytes.
+var routerFilter = &hcmv3.HttpFilter{
+	Name:       "envoy.filters.http.router",
+	ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+}
+
+// buildListener returns the API listener name → RDS routeName.
+func buildListener(name, routeName string) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsSource(),
+			RouteConfigName: routeName,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{routerFilter},
+	}
+	return &listenerv3.Listener{
+		Name:        name,
+		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
+	}
+}
+
+// buildRoute sends every call to cluster, hashing on the configured header for ring_hash.
+func buildRoute(name, cluster string, cfg ServiceConfig) *routev3.RouteConfiguration {
+	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
+	if cfg.Policy == RingHash {
+		action.HashPolicy = []*routev3.RouteAction_HashPolicy{{
+			PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+				Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: cfg.HashHeader},
+			},
+		}}
+	}
+	return &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    name,
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: action},
+			}},
+		}},
+	}
+}
+
+func durationOrNil(d time.Duration) *durationpb.Duration {
+	if d < 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// lbPolicy renders cfg as the Cluster.load_balancing_policy extension grpc-go converts
+// (internal/xds/xdsclient/xdslbregistry/converter). The policy picks over all endpoints of
+// a priority directly — no wrr_locality wrapper — so round_robin spreads evenly over
+// endpoints whatever their zones.
+func lbPolicy(cfg ServiceConfig) (*clusterv3.LoadBalancingPolicy, error) {
+	var name string
+	var m proto.Message
+	switch cfg.Policy {
+	case RoundRobin:
+		name, m = "envoy.load_balancing_policies.round_robin", &roundrobinv3.RoundRobin{}
+	case LeastRequest:
+		lr := &leastrequestv3.LeastRequest{}
+		if cfg.ChoiceCount != 0 {
+			lr.ChoiceCount = wrapperspb.UInt32(cfg.ChoiceCount)
+		}
+		name, m = "envoy.load_balancing_policies.least_request", lr
+	case RingHash:
+		name, m = "envoy.load_balancing_policies.ring_hash", &ringhashv3.RingHash{HashFunction: ringhashv3.RingHash_XX_HASH}
+	case WeightedRoundRobin:
+		w := &cswrrv3.ClientSideWeightedRoundRobin{
+			BlackoutPeriod:         durationOrNil(cfg.Blackout),
+			WeightUpdatePeriod:     durationOrNil(cfg.Update),
+			WeightExpirationPeriod: durationOrNil(cfg.Expiration),
+		}
+		if cfg.OOB {
+			w.EnableOobLoadReport = wrapperspb.Bool(true)
+		}
+		name, m = "envoy.load_balancing_policies.client_side_weighted_round_robin", w
+	case PickFirst:
+		name, m = "envoy.load_balancing_policies.pick_first", &pickfirstv3.PickFirst{}
+	default:
+		return nil, &ConfigError{Reason: ReasonUnknownPolicy, Annotation: AnnotationLBPolicy, Value: string(cfg.Policy), Detail: "unsupported"}
+	}
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: name, TypedConfig: mustAny(m)},
+	}}}, nil
+}
+
+func buildCluster(name string, cfg ServiceConfig) (*clusterv3.Cluster, error) {
+	lb, err := lbPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
+			EdsConfig:   adsSource(),
+			ServiceName: name,
+		},
+		LoadBalancingPolicy: lb,
+		// grpc-go fails calls beyond a cluster's max_requests in flight, 1024 by default: a
+		// limit plain round_robin does not have. Lift it.
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority:    corev3.RoutingPriority_DEFAULT,
+			MaxRequests: wrapperspb.UInt32(math.MaxUint32),
+		}}},
+	}, nil
+}
+
+func healthStatus(h endpoint.Health) corev3.HealthStatus {
+	switch h {
+	case endpoint.Healthy:
+		return corev3.HealthStatus_HEALTHY
+	case endpoint.Draining:
+		return corev3.HealthStatus_DRAINING
+	default:
+		return corev3.HealthStatus_UNHEALTHY
+	}
+}
+
+// zonePolicy decides priorities: with it on, a client whose own zone has at least
+// minHealthy healthy endpoints gets that zone at priority 0 and every other zone at
+// priority 1; otherwise (zone unknown, too few healthy, or policy off) every zone is at
+// priority 0. grpc-go's priority policy also fails over by itself when priority 0 has no
+// READY subchannel, which covers endpoints that are "healthy" here but unreachable.
+type zonePolicy struct {
+	enabled    bool
+	minHealthy int
+}
+
+// preferZone reports whether a client in zone gets a zone-preferring assignment of set.
+func (zp zonePolicy) preferZone(set endpoint.Set, zone string) bool {
+	if !zp.enabled || zone == "" {
+		return false
+	}
+	healthy, other := 0, false
+	for _, e := range set {
+		if e.Zone == zone {
+			if e.Health() == endpoint.Healthy {
+				healthy++
+			}
+		} else {
+			other = true
+		}
+	}
+	return other && healthy >= max(zp.minHealthy, 1)
+}
+
+// buildCLA assigns set to localities, one per zone (zone "" is a locality of its own), in
+// zone order. clientZone != "" puts that zone at priority 0 and the others at priority 1.
+//
+// Every locality has weight 1: grpc-go drops zero-weight localities, and since the policies
+// above pick over endpoints directly, a locality weight would only skew ring_hash (which
+// multiplies it into each endpoint's weight).
+func buildCLA(name string, set endpoint.Set, clientZone string) *endpointv3.ClusterLoadAssignment {
+	byZone := map[string][]*endpointv3.LbEndpoint{}
+	for _, e := range set {
+		byZone[e.Zone] = append(byZone[e.Zone], &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address:       e.Address,
+					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(e.Port)},
+				}}},
+				Hostname: e.Pod,
+			}},
+			HealthStatus: healthStatus(e.Health()),
+		})
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	zones := make([]string, 0, len(byZone))
+	for z := range byZone {
+		zones = append(zones, z)
+	}
+	slices.Sort(zones)
+	for _, z := range zones {
+		var prio uint32
+		if clientZone != "" && z != clientZone {
+			prio = 1
+		}
+		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
+			Locality:            &corev3.Locality{Zone: z},
+			LbEndpoints:         byZone[z],
+			LoadBalancingWeight: wrapperspb.UInt32(1),
+			Priority:            prio,
+		})
+	}
+	return cla
+}

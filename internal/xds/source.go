@@ -1,0 +1,64 @@
+package xds
+
+import (
+	"context"
+
+	"github.com/spread-grpc/spread/endpoint"
+)
+
+// EndpointSource yields the endpoint set of one Service port. The Kubernetes EndpointSlice
+// source and the demo's local cluster both implement it.
+type EndpointSource interface {
+	// Subscribe calls fn with the current set of key (once known), then with every change,
+	// including the empty set, from one goroutine, until ctx is done. It returns at once;
+	// wait blocks until delivery has stopped (call it after cancelling ctx). fn must not
+	// modify the set.
+	Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (wait func(), err error)
+}
+
+// Service is one Service port the control plane serves.
+type Service struct {
+	// Key is subscribed to at the EndpointSource and names the resources.
+	Key endpoint.Key
+	// Aliases are other spellings of the port (e.g. the number of a named port): each adds
+	// a Listener "<svc>.<ns>:<alias>" pointing at the same route, cluster and endpoints.
+	Aliases []string
+	// Annotations configure the Service (see ParseServiceConfig).
+	Annotations map[string]string
+}
+
+// ServiceSource announces which Service ports to serve.
+type ServiceSource interface {
+	// WatchServices calls fn with the whole list of Service ports to serve: first the
+	// complete current list (after the source has synced), then the whole list again after
+	// each change, from one goroutine, until ctx is done. It returns at once; wait blocks
+	// until delivery has stopped (call it after cancelling ctx). fn must not modify the list.
+	WatchServices(ctx context.Context, fn func([]Service)) (wait func(), err error)
+}
+
+// StaticServices is a ServiceSource with a fixed list (the demo, or keys given on the
+// command line).
+type StaticServices []Service
+
+var _ ServiceSource = StaticServices(nil)
+
+// WatchServices delivers the list once.
+func (s StaticServices) WatchServices(ctx context.Context, fn func([]Service)) (func(), error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if ctx.Err() == nil {
+			fn(s)
+		}
+	}()
+	return func() { <-done }, nil
+}
+
+// ServicesFromKeys serves keys with default (round_robin) configuration.
+func ServicesFromKeys(keys ...endpoint.Key) StaticServices {
+	out := make(StaticServices, len(keys))
+	for i, k := range keys {
+		out[i] = Service{Key: k}
+	}
+	return out
+}

@@ -1,0 +1,127 @@
+package xdscmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+
+	"github.com/spread-grpc/spread/internal/kubetest"
+	"github.com/spread-grpc/spread/internal/xds"
+)
+
+// applyFile creates every object of a multi-document YAML file (the kinds deploy/xds uses).
+func applyFile(ctx context.Context, t *testing.T, cs kubernetes.Interface, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := utilyaml.NewYAMLReader(bufioReader(b))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.Service:
+			_, err = cs.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *appsv1.Deployment:
+			_, err = cs.AppsV1().Deployments(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRole:
+			_, err = cs.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("%s: unexpected kind %T", path, obj)
+		}
+		if err != nil {
+			t.Fatalf("%s: create %T: %v", path, obj, err)
+		}
+	}
+}
+
+// readyWithin runs a control plane as identity rc and reports whether it completes its first
+// full sync within d.
+func readyWithin(t *testing.T, rc *rest.Config, d time.Duration) bool {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eps, svcs, closeSrc, err := KubeSourcesForConfig(rc, DefaultConfig(), log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSrc()
+	srv, err := xds.New(eps, svcs, xds.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-srv.Ready():
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// TestDeployManifestAndRBAC: deploy/xds/xds.yaml is accepted by a real API server, and its
+// ClusterRole is exactly enough: the control plane, as that ServiceAccount, syncs; as an
+// identity without the binding, it does not.
+func TestDeployManifestAndRBAC(t *testing.T) {
+	kc := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := kubernetes.NewForConfig(kc.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "spread-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applyFile(ctx, t, cs, "../../deploy/xds/xds.yaml")
+	// Something to serve, so that the first sync needs both Services and EndpointSlices.
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "be", Namespace: "default", Annotations: map[string]string{xds.AnnotationXDS: "true"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 50051}}},
+	}
+	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !readyWithin(t, kc.UserConfig("system:serviceaccount:spread-system:spread-xds", "system:serviceaccounts", "system:serviceaccounts:spread-system"), 30*time.Second) {
+		t.Fatal("control plane as spread-xds ServiceAccount: no first sync (RBAC not enough?)")
+	}
+	if readyWithin(t, kc.UserConfig("system:serviceaccount:spread-system:nobody", "system:serviceaccounts"), 2*time.Second) {
+		t.Fatal("control plane without the binding synced: the test proves nothing")
+	}
+}
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

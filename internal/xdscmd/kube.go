@@ -1,0 +1,50 @@
+package xdscmd
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/spread-grpc/spread/endpointslice"
+	"github.com/spread-grpc/spread/internal/xds"
+	"github.com/spread-grpc/spread/internal/xds/kubeservices"
+)
+
+// kubeSources builds the Kubernetes sources: Services (kubeservices) and their
+// EndpointSlices (endpointslice), over one client speaking protobuf.
+func kubeSources(cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.EndpointSource, xds.ServiceSource, func(), error) {
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("client configuration (use --kubeconfig outside a cluster): %w", err)
+	}
+	return KubeSourcesForConfig(rc, cfg, log, reg)
+}
+
+// KubeSourcesForConfig builds the Kubernetes sources from a REST configuration (tests use
+// it with a test API server). close stops the EndpointSlice watches.
+func KubeSourcesForConfig(rc *rest.Config, cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.EndpointSource, xds.ServiceSource, func(), error) {
+	rc = rest.CopyConfig(rc)
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	rc.UserAgent = "spread-xds"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("client: %w", err)
+	}
+	eps := endpointslice.New(client, endpointslice.WithLogger(log), endpointslice.WithRegisterer(reg))
+	opts := []kubeservices.Option{kubeservices.WithLogger(log), kubeservices.WithNamespace(cfg.Namespace)}
+	if cfg.AllServices {
+		opts = append(opts, kubeservices.WithAllServices())
+	}
+	return eps, kubeservices.New(client, opts...), eps.Close, nil
+}

@@ -1,0 +1,249 @@
+// Package xdscmd is `spread xds` and `spread xds bootstrap` as library functions: flags into
+// a Config, then Run (the control plane with its admin server) or Bootstrap (a client's
+// bootstrap JSON). cmd/spread only parses arguments and calls these.
+package xdscmd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/spread-grpc/spread/internal/xds"
+)
+
+// Config is `spread xds`'s configuration.
+type Config struct {
+	// Listen is the ADS (gRPC) address.
+	Listen string
+	// AdminListen serves /metrics, /healthz, /readyz and /debug/xds.
+	AdminListen string
+	// Kubeconfig is a kubeconfig path; empty means in-cluster configuration.
+	Kubeconfig string
+	// Namespace limits the Service and EndpointSlice watches to one namespace (empty: all).
+	Namespace string
+	// AllServices serves every Service, not only those annotated spread.dev/lb-policy or
+	// spread.dev/xds: "true".
+	AllServices bool
+	// ZoneMinHealthy is how many healthy endpoints a client's zone needs to be preferred;
+	// 0 turns zone preference off.
+	ZoneMinHealthy int
+	// TLSCert and TLSKey serve ADS over TLS.
+	TLSCert, TLSKey string
+	// ShutdownGrace bounds the shutdown.
+	ShutdownGrace time.Duration
+
+	// Set by a program that embeds the control plane (spread demo) instead of Kubernetes:
+	// when Endpoints is set, Services must be too and no Kubernetes client is made.
+	Endpoints xds.EndpointSource
+	Services  xds.ServiceSource
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Started, if set, is called with the bound ADS and admin addresses once both listen.
+	Started func(ads, admin net.Addr)
+}
+
+// DefaultConfig returns the defaults RegisterFlags uses.
+func DefaultConfig() Config {
+	return Config{Listen: ":18000", AdminListen: ":9090", ZoneMinHealthy: 1, ShutdownGrace: 10 * time.Second}
+}
+
+// RegisterFlags binds c's fields to flags in fs, with c's current values as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "ADS (gRPC) listen address")
+	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "admin HTTP address: /metrics /healthz /readyz /debug/xds")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig path (default: in-cluster configuration)")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "watch only this namespace (default: all)")
+	fs.BoolVar(&c.AllServices, "all-services", c.AllServices, "serve every Service, not only annotated ones ("+xds.AnnotationLBPolicy+" or "+xds.AnnotationXDS+"=true)")
+	fs.IntVar(&c.ZoneMinHealthy, "zone-min-healthy", c.ZoneMinHealthy, "healthy endpoints a client's zone needs to be preferred (0: no zone preference)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve ADS over TLS with this certificate (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key for --tls-cert (PEM)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "bound on the graceful shutdown")
+}
+
+// Validate checks c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen is required"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.ZoneMinHealthy < 0 {
+		errs = append(errs, errors.New("--zone-min-healthy must be ≥ 0"))
+	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, errors.New("--shutdown-grace must be > 0"))
+	}
+	if (c.Endpoints == nil) != (c.Services == nil) {
+		errs = append(errs, errors.New("Endpoints and Services are set together"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves the control plane until ctx is done, then shuts down within ShutdownGrace:
+// ADS streams end (clients keep their last configuration and reconnect), the gRPC and admin
+// servers stop.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	endpoints, services := cfg.Endpoints, cfg.Services
+	if endpoints == nil {
+		eps, svcs, closeKube, err := kubeSources(cfg, log, reg)
+		if err != nil {
+			return fmt.Errorf("xds: kubernetes sources: %w", err)
+		}
+		defer closeKube()
+		endpoints, services = eps, svcs
+	}
+	srv, err := xds.New(endpoints, services,
+		xds.WithLogger(log), xds.WithRegisterer(reg), xds.WithZonePreference(cfg.ZoneMinHealthy))
+	if err != nil {
+		return err
+	}
+
+	gopts := []grpc.ServerOption{
+		// Clients keep one ADS stream for hours; ping idle ones so dead peers are noticed.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("xds: load TLS key pair: %w", err)
+		}
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+	}
+	g := grpc.NewServer(gopts...)
+	srv.Register(g)
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("xds: listen %s: %w", cfg.Listen, err)
+	}
+	var adminLis net.Listener
+	admin := &http.Server{Handler: adminMux(srv, reg), ReadHeaderTimeout: 5 * time.Second}
+	if cfg.AdminListen != "" {
+		adminLis, err = net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("xds: admin listen %s: %w", cfg.AdminListen, err)
+		}
+	}
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	errc := make(chan error, 3)
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); errc <- srv.Run(runCtx) }()
+	go func() {
+		if err := g.Serve(lis); err != nil {
+			errc <- fmt.Errorf("xds: serve ADS: %w", err)
+		}
+	}()
+	if adminLis != nil {
+		go func() {
+			if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("xds: serve admin: %w", err)
+			}
+		}()
+	}
+	var adminAddr net.Addr
+	if adminLis != nil {
+		adminAddr = adminLis.Addr()
+	}
+	log.Info("xds: control plane listening", "ads", lis.Addr().String(), "admin", fmt.Sprint(adminAddr))
+	if cfg.Started != nil {
+		cfg.Started(lis.Addr(), adminAddr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Shutdown: end ADS streams (Run does it when its context ends), then stop the servers,
+	// all bounded by the grace period.
+	stopRun()
+	timer := time.AfterFunc(cfg.ShutdownGrace, g.Stop)
+	defer timer.Stop()
+	select {
+	case <-runDone:
+	case <-time.After(cfg.ShutdownGrace):
+		log.Warn("xds: sources did not stop within the grace period")
+	}
+	g.GracefulStop()
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	_ = admin.Shutdown(shutCtx)
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+func adminMux(srv *xds.Server, reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("GET /readyz", srv.ReadyHandler())
+	mux.Handle("GET /debug/xds", srv.DebugHandler())
+	return mux
+}
+
+// BootstrapConfig is `spread xds bootstrap`'s configuration.
+type BootstrapConfig struct {
+	Server                  string
+	NodeID                  string
+	Zone                    string
+	CAFile                  string
+	CertFile                string
+	KeyFile                 string
+	KeepResourcesOnDeletion bool
+}
+
+// RegisterFlags binds c's fields to flags in fs.
+func (c *BootstrapConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Server, "server", c.Server, "control plane address host:port (e.g. spread-xds.spread-system.svc:18000)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "client node id (default: spread-client)")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "client zone, for zone preference (e.g. from topology.kubernetes.io/zone)")
+	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "use TLS to the control plane, trusting this CA bundle (PEM)")
+	fs.StringVar(&c.CertFile, "cert-file", c.CertFile, "client certificate for mTLS (PEM)")
+	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "client key for mTLS (PEM)")
+	fs.BoolVar(&c.KeepResourcesOnDeletion, "keep-resources-on-deletion", c.KeepResourcesOnDeletion, "add server feature ignore_resource_deletion")
+}
+
+// Bootstrap writes a grpc-go bootstrap JSON for c to w.
+func Bootstrap(w io.Writer, c BootstrapConfig) error {
+	b, err := xds.Bootstrap(xds.BootstrapConfig{
+		ServerURI: c.Server, NodeID: c.NodeID, Zone: c.Zone,
+		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
+		KeepResourcesOnDeletion: c.KeepResourcesOnDeletion,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
