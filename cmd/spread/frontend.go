@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/xds" // the xds:/// resolver for xds modes (bootstrap from $GRPC_XDS_BOOTSTRAP)
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/frontend"

@@ -5,7 +5,6 @@ package xdscmd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/spread-grpc/spread/internal/tlsfiles"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -41,8 +41,10 @@ type Config struct {
 	// ZoneMinHealthy is how many healthy endpoints a client's zone needs to be preferred;
 	// 0 turns zone preference off.
 	ZoneMinHealthy int
-	// TLSCert and TLSKey serve ADS over TLS.
+	// TLSCert and TLSKey serve ADS over TLS; the files are re-read when they change.
 	TLSCert, TLSKey string
+	// TLSClientCA, with TLSCert, requires client certificates signed by it (mTLS).
+	TLSClientCA string
 	// ShutdownGrace bounds the shutdown.
 	ShutdownGrace time.Duration
 
@@ -71,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ZoneMinHealthy, "zone-min-healthy", c.ZoneMinHealthy, "healthy endpoints a client's zone needs to be preferred (0: no zone preference)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve ADS over TLS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key for --tls-cert (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "require client certificates signed by this CA bundle (mTLS, PEM); files are re-read when they change")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "bound on the graceful shutdown")
 }
 
@@ -82,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
 	}
 	if c.ZoneMinHealthy < 0 {
 		errs = append(errs, errors.New("--zone-min-healthy must be ≥ 0"))
@@ -129,11 +135,16 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		store, err := tlsfiles.New(tlsfiles.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSClientCA},
+			tlsfiles.WithName("xds"), tlsfiles.WithLogger(log), tlsfiles.WithRegisterer(reg))
 		if err != nil {
-			return fmt.Errorf("xds: load TLS key pair: %w", err)
+			return fmt.Errorf("xds: %w", err)
 		}
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		tc, err := store.ServerConfig()
+		if err != nil {
+			return fmt.Errorf("xds: %w", err)
+		}
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	g := grpc.NewServer(gopts...)
 	srv.Register(g)
