@@ -17,20 +17,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/resolver"
+	grpcxds "google.golang.org/grpc/xds"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/spread-grpc/spread/internal/backend"
 	"github.com/spread-grpc/spread/internal/certgen"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/kubetest"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
+	"github.com/spread-grpc/spread/internal/xds"
+	"github.com/spread-grpc/spread/internal/xdscmd"
 	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
 
@@ -273,7 +278,7 @@ func TestOverlaysOnRealCluster(t *testing.T) {
 					"--as=system:serviceaccount:"+ns+":spread-frontend"); strings.TrimSpace(out) != "yes" {
 					t.Errorf("kubectl auth can-i watch endpointslices: %q", out)
 				}
-				testKubeMode(t, c, ns, certs)
+				testMode(t, c, ns, certs, "kube")
 			case "xds":
 				c.checkAccess(t, "spread-frontend", ns, none)
 				c.checkAccess(t, "spread-xds", ns, []access{
@@ -283,6 +288,7 @@ func TestOverlaysOnRealCluster(t *testing.T) {
 					{verb: "get", resource: "services"}, {verb: "get", resource: "secrets"}, {verb: "list", resource: "pods"},
 					{verb: "list", resource: "services", ns: "default"}, {verb: "list", resource: "services", ns: "*"},
 				})
+				testMode(t, c, ns, certs, "xds")
 			default:
 				c.checkAccess(t, "spread-frontend", ns, none)
 			}
@@ -350,10 +356,13 @@ func (p *fakePods) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", local)
 }
 
-// testKubeMode runs the frontend's kube mode as the manifests configure it (target, TLS
-// server name and certificates from the applied Deployment and Secrets), with the
-// frontend ServiceAccount's identity, against the controller-made slices.
-func testKubeMode(t *testing.T, c *cluster, ns, certs string) {
+// testMode runs the frontend's kube or xds mode as the manifests configure it (target, TLS
+// server name and certificates from the applied Deployment and Secrets) against the
+// controller-made slices: kube with the frontend ServiceAccount's identity, xds through
+// spread xds (run in-process with the spread-xds ServiceAccount's identity, serving ADS
+// over mTLS) and a real grpc-go xDS client. Calls must spread evenly over every pod and
+// follow kubectl scale to 8 and back to 5.
+func testMode(t *testing.T, c *cluster, ns, certs, name string) {
 	ctx := testCtx(t, 3*time.Minute)
 	fe, err := c.admin.AppsV1().Deployments(ns).Get(ctx, "fe-deployment", metav1.GetOptions{})
 	if err != nil {
@@ -362,12 +371,12 @@ func testKubeMode(t *testing.T, c *cluster, ns, certs string) {
 	args := fe.Spec.Template.Spec.Containers[0].Args
 	var target string
 	for _, m := range argValues(args, "mode") {
-		if v, ok := strings.CutPrefix(m, "kube="); ok {
+		if v, ok := strings.CutPrefix(m, name+"="); ok {
 			target = strings.ReplaceAll(v, "$(POD_NAMESPACE)", ns)
 		}
 	}
 	if target == "" {
-		t.Fatalf("fe-deployment has no kube mode: %v", args)
+		t.Fatalf("fe-deployment has no %s mode: %v", name, args)
 	}
 	f := func(n string) string { return filepath.Join(certs, n) }
 	store, err := tlsfiles.New(tlsfiles.Files{Cert: f("frontend.crt"), Key: f("frontend.key"), CA: f("ca.crt")})
@@ -378,17 +387,29 @@ func testKubeMode(t *testing.T, c *cluster, ns, certs string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa := c.UserConfig("system:serviceaccount:"+ns+":spread-frontend", "system:serviceaccounts", "system:serviceaccounts:"+ns, "system:authenticated")
-	kb, err := kuberesolver.NewBuilder(kuberesolver.WithRESTConfig(sa), kuberesolver.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
+	identity := func(sa string) *rest.Config {
+		return c.UserConfig("system:serviceaccount:"+ns+":"+sa, "system:serviceaccounts", "system:serviceaccounts:"+ns, "system:authenticated")
 	}
-	defer kb.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	var rb resolver.Builder
+	policy := frontend.RoundRobin
+	switch name {
+	case "kube":
+		kb, err := kuberesolver.NewBuilder(kuberesolver.WithRESTConfig(identity("spread-frontend")), kuberesolver.WithLogger(quiet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kb.Close()
+		rb = kb
+	case "xds":
+		rb = startXDS(t, ctx, c, ns, certs, identity("spread-xds"))
+		policy = "" // the control plane's Cluster says round_robin
+	}
 	pods := newFakePods(t, certs)
 	pods.sync(c.readyPods(t, ns, "app=be", 5))
 	fr, err := frontend.New(frontend.Config{Name: "fe-test", Creds: credentials.NewTLS(tc), Modes: []frontend.Mode{{
-		Name: "kube", Target: target, Policy: frontend.RoundRobin,
-		Resolvers: []resolver.Builder{kb}, DialOptions: []grpc.DialOption{grpc.WithContextDialer(pods.dial)},
+		Name: name, Target: target, Policy: policy,
+		Resolvers: []resolver.Builder{rb}, DialOptions: []grpc.DialOption{grpc.WithContextDialer(pods.dial)},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -407,7 +428,7 @@ func testKubeMode(t *testing.T, c *cluster, ns, certs string) {
 		n := 10 * len(want)
 		var last map[string]int
 		for {
-			r := call(t, ctx, web.URL+fmt.Sprintf("/call/kube?n=%d", n))
+			r := call(t, ctx, web.URL+fmt.Sprintf("/call/%s?n=%d", name, n))
 			last = r.Counts
 			if got := keys(r.Counts); slices.Equal(got, names) && r.Failed == 0 {
 				even := true
@@ -420,7 +441,7 @@ func testKubeMode(t *testing.T, c *cluster, ns, certs string) {
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("kube mode never spread %d calls evenly over %v; last counts %v", n, names, last)
+				t.Fatalf("%s mode never spread %d calls evenly over %v; last counts %v", name, n, names, last)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
@@ -460,4 +481,61 @@ func call(t *testing.T, ctx context.Context, url string) frontend.Result {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return r
+}
+
+// startXDS runs spread xds in-process as the applied spread-xds Deployment configures it
+// (its namespace flag; mTLS with the xds certificate and the CA), watching through the
+// given identity, and returns an xds:/// resolver bootstrapped with the frontend's
+// certificate, as the init container's bootstrap file does.
+func startXDS(t *testing.T, ctx context.Context, c *cluster, ns, certs string, identity *rest.Config) resolver.Builder {
+	t.Helper()
+	d, err := c.admin.AppsV1().Deployments(ns).Get(ctx, "spread-xds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if got := flagValue(args, "namespace"); got != "$(POD_NAMESPACE)" {
+		t.Fatalf("spread-xds --namespace=%q: want its own namespace (the Role is namespaced)", got)
+	}
+	f := func(n string) string { return filepath.Join(certs, n) }
+	cfg := xdscmd.DefaultConfig()
+	cfg.Listen, cfg.AdminListen, cfg.ShutdownGrace = "127.0.0.1:0", "127.0.0.1:0", 5*time.Second
+	cfg.Namespace = ns
+	cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA = f("xds.crt"), f("xds.key"), f("ca.crt")
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	eps, svcs, closeSources, err := xdscmd.KubeSourcesForConfig(identity, cfg, cfg.Logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Endpoints, cfg.Services = eps, svcs
+	started := make(chan net.Addr, 1)
+	cfg.Started = func(ads, _ net.Addr) { started <- ads }
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- xdscmd.Run(runCtx, cfg) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("spread xds: %v", err)
+		}
+		closeSources()
+	})
+	var ads net.Addr
+	select {
+	case ads = <-started:
+	case err := <-done:
+		t.Fatalf("spread xds: %v", err)
+	case <-ctx.Done():
+		t.Fatal("spread xds did not start")
+	}
+	boot, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: ads.String(), NodeID: ns + "/fe-test", // no zone: no zone preference, so every pod takes calls
+		CAFile: f("ca.crt"), CertFile: f("frontend.crt"), KeyFile: f("frontend.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rb
 }
