@@ -9,9 +9,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/backend"
+	"github.com/spread-grpc/spread/internal/orcaload"
 )
 
 func runBackend(ctx context.Context, args []string, e *env) error {
@@ -27,6 +29,7 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.MaxConnectionAgeGrace, "max-connection-age-grace", 0, "how long calls may finish on an aged connection; 0 = unbounded")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file; with --tls-key serves TLS (plaintext by default)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file")
+	orcaCapacity := fs.Float64("orca-capacity", 0, "send ORCA load reports (for weighted_round_robin): calls/s at 100% utilization; 0 = off")
 	newLog := logFlags(fs, e)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -40,7 +43,23 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := backend.New(cfg, backend.WithLogger(log), backend.WithRegisterer(reg))
+	opts := []backend.Option{backend.WithLogger(log), backend.WithRegisterer(reg)}
+	if *orcaCapacity < 0 {
+		return usageError{fmt.Errorf("--orca-capacity %v: must not be negative", *orcaCapacity)}
+	}
+	if *orcaCapacity > 0 {
+		r, err := orcaload.New(orcaload.WithCapacity(*orcaCapacity))
+		if err != nil {
+			return usageError{err}
+		}
+		opts = append(opts, backend.WithServerOptions(r.ServerOptions()...),
+			backend.WithService(func(s *grpc.Server) {
+				if err := r.Register(s); err != nil {
+					log.Error("ORCA service not registered", "err", err)
+				}
+			}))
+	}
+	srv, err := backend.New(cfg, opts...)
 	if err != nil {
 		return err
 	}

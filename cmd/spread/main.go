@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"frontend": {"run the HTTP frontend that calls the backends in every mode", runFrontend},
 	"demo":     {"run a whole simulated cluster on loopback, with the frontend", runDemo},
 	"ctl":      {"control a running demo: scale, rollout, kill, freeze, slow a pod", runCtl},
+	"xds":      {"run the proxyless xDS control plane ('spread xds bootstrap' prints a client bootstrap)", runXDS},
 }
 
 // usageError marks errors caused by bad command-line input (exit code 2).
