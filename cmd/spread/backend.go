@@ -13,6 +13,7 @@ import (
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/backend"
+	"github.com/spread-grpc/spread/internal/orcaload"
 )
 
 func runBackend(ctx context.Context, args []string, e *env) error {
@@ -30,6 +31,7 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file")
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS); files are re-read when they change")
 	healthAddr := fs.String("health-addr", "-", `plaintext gRPC address serving only grpc.health.v1 (for kubelet gRPC probes when --addr requires mTLS; "-" disables)`)
+	orcaCapacity := fs.Float64("orca-capacity", 0, "send ORCA load reports (for weighted_round_robin): calls/s at 100% utilization; 0 = off")
 	newLog := logFlags(fs, e)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -43,7 +45,23 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := backend.New(cfg, backend.WithLogger(log), backend.WithRegisterer(reg))
+	opts := []backend.Option{backend.WithLogger(log), backend.WithRegisterer(reg)}
+	if *orcaCapacity < 0 {
+		return usageError{fmt.Errorf("--orca-capacity %v: must not be negative", *orcaCapacity)}
+	}
+	if *orcaCapacity > 0 {
+		r, err := orcaload.New(orcaload.WithCapacity(*orcaCapacity))
+		if err != nil {
+			return usageError{err}
+		}
+		opts = append(opts, backend.WithServerOptions(r.ServerOptions()...),
+			backend.WithService(func(s *grpc.Server) {
+				if err := r.Register(s); err != nil {
+					log.Error("ORCA service not registered", "err", err)
+				}
+			}))
+	}
+	srv, err := backend.New(cfg, opts...)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fs.IntVar(&cfg.Cluster.PodPort, "pod-port", 50051, "gRPC port of every pod and of the Services (0 picks a free one)")
 	fs.StringVar(&cfg.Cluster.VIP, "vip", "", "ClusterIP VIP ip:port (default 127.96.0.10:<pod-port>)")
 	fs.StringVar(&cfg.Cluster.DNSAddr, "dns-addr", "127.0.0.1:8053", "cluster DNS address (UDP and TCP)")
+	fs.StringVar(&cfg.Cluster.XDSAddr, "xds-addr", "127.0.0.1:18000", `the demo's xDS control plane address ("-" disables it and the xds mode)`)
 	fs.DurationVar(&cfg.Cluster.DNSTTL, "dns-ttl", 5*time.Second, "TTL of the cluster DNS answers")
 	fs.DurationVar(&cfg.Cluster.Grace, "pod-grace", 5*time.Second, "bound on each pod's drain")
 	fs.DurationVar(&cfg.Cluster.EndpointDelay, "endpoint-delay", 0, "how long pod changes take to reach endpoints, DNS and resolvers (EndpointSlice propagation)")

@@ -37,7 +37,7 @@ var commands = map[string]command{
 	"demo":     {"run a whole simulated cluster on loopback, with the frontend", runDemo},
 	"ctl":      {"control a running demo: scale, rollout, kill, freeze, slow a pod", runCtl},
 	"certs":    {"create a CA and TLS certificates for the backend, frontend and xDS server", runCerts},
-	"xds":      {"run the xDS control plane; 'xds bootstrap' writes a client's bootstrap", runXDS},
+	"xds":      {"run the proxyless xDS control plane ('spread xds bootstrap' prints a client bootstrap)", runXDS},
 }
 
 // usageError marks errors caused by bad command-line input (exit code 2).

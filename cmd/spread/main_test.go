@@ -48,6 +48,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "--first-pod-ip=10.1.1.1"}, "loopback"},
 		{[]string{"demo", "--dns-ttl=-1s"}, "--dns-ttl"},
 		{[]string{"demo", "--dns-addr=8.8.8.8:53"}, "loopback"},
+		{[]string{"demo", "--xds-addr=nope"}, "ip:port"},
+		{[]string{"backend", "--orca-capacity=-1"}, "must not be negative"},
+		{[]string{"xds", "bootstrap"}, "server URI is required"},
+		{[]string{"xds", "bootstrap", "--server=nohost"}, "want host:port"},
+		{[]string{"xds", "--nope"}, "flag provided but not defined"},
 	} {
 		code, out := runCmd(tc.args...)
 		if code != 2 || !strings.Contains(out, tc.want) {
@@ -104,7 +109,7 @@ func TestSIGTERM(t *testing.T) {
 		args  []string
 		ready string
 	}{
-		{"demo", []string{"demo", "--first-pod-ip=127.0.21.1", "--pod-port=0", "--vip=127.96.0.10:0", "--dns-addr=127.0.0.1:0",
+		{"demo", []string{"demo", "--first-pod-ip=127.0.21.1", "--pod-port=0", "--vip=127.96.0.10:0", "--dns-addr=127.0.0.1:0", "--xds-addr=127.0.0.1:0",
 			"--frontend-addr=" + fe, "--admin-addr=" + adminDemo, "--grace=5s"}, "http://" + adminDemo + "/readyz"},
 		{"backend", []string{"backend", "--addr=127.0.22.1:0", "--admin-addr=" + adminBE, "--grace=5s"}, "http://" + adminBE + "/readyz"},
 		{"frontend", []string{"frontend", "--addr=127.0.0.1:0", "--admin-addr=" + adminFE, "--grace=5s",

@@ -157,7 +157,7 @@ func TestBrowserDemo(t *testing.T) {
 	tab := browser(t)
 	d, err := demo.Start(demo.Config{
 		Cluster: demo.ClusterConfig{Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.41.1"), PodPort: 0,
-			VIP: "127.96.0.41:0", DNSAddr: "127.0.0.1:0", DNSTTL: time.Second},
+			VIP: "127.96.0.41:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", DNSTTL: time.Second},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
 		ModeOptions: demo.ModeOptions{DNSRefreshInterval: time.Second},
 	}, nil)

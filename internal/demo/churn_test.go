@@ -27,6 +27,7 @@ func startCluster(t *testing.T, firstIP string, cfg ClusterConfig) *Cluster {
 	cfg.FirstPodIP = netip.MustParseAddr(firstIP)
 	cfg.VIP = "127.96.0.10:0"
 	cfg.DNSAddr = "127.0.0.1:0"
+	cfg.XDSAddr = "127.0.0.1:0"
 	c, err := StartCluster(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

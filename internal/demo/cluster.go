@@ -62,6 +62,9 @@ type ClusterConfig struct {
 	PreStop time.Duration
 	// RestartDelay is how long a killed pod's container takes to come back (default 1s).
 	RestartDelay time.Duration
+	// XDSAddr is where the demo's xDS control plane listens (default 127.0.0.1:18000; port 0
+	// picks one; "-" disables it and the xds mode).
+	XDSAddr string
 	// RolloutPause is the time between rolling-restart steps, after the new pod's endpoint
 	// is out (default 200ms), like minReadySeconds.
 	RolloutPause time.Duration
@@ -108,6 +111,9 @@ func (c *ClusterConfig) defaults() error {
 	if c.DNSAddr == "" {
 		c.DNSAddr = "127.0.0.1:8053"
 	}
+	if c.XDSAddr == "" {
+		c.XDSAddr = "127.0.0.1:18000"
+	}
 	if c.Domain == "" {
 		c.Domain = "cluster.local"
 	}
@@ -135,7 +141,11 @@ func (c *ClusterConfig) defaults() error {
 	if len(c.Zones) == 0 {
 		c.Zones = []string{"zone-a", "zone-b", "zone-c"}
 	}
-	for _, a := range []string{c.VIP, c.DNSAddr} {
+	addrs := []string{c.VIP, c.DNSAddr}
+	if c.XDSAddr != "-" {
+		addrs = append(addrs, c.XDSAddr)
+	}
+	for _, a := range addrs {
 		if err := loopbackHostPort(a); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -225,6 +235,7 @@ type Cluster struct {
 	vipAddr string
 	eps     endpoint.Publisher // the Services' endpoints: both select the same pods
 	queue   chan queued        // endpoint sets on their way to eps, EndpointDelay late
+	xds     *xdsControlPlane   // nil when disabled
 
 	ctx    context.Context // cancelled by Stop: ends background work
 	cancel context.CancelFunc
@@ -289,6 +300,11 @@ func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
 		return fail(err)
 	}
 	c.eps.Publish(c.snapshot()) // the initial state is there at once
+	if cfg.XDSAddr != "-" {
+		if c.xds, err = startXDS(c, cfg.XDSAddr); err != nil {
+			return fail(err)
+		}
+	}
 	c.wg.Add(2)
 	go c.deliver()
 	// DNS and VIP follow the endpoint model, as CoreDNS and kube-proxy follow EndpointSlices.
@@ -792,6 +808,9 @@ func (c *Cluster) Stop(ctx context.Context) error {
 			srv.Stop()
 			errs = append(errs, fmt.Errorf("demo: pod %s: %w", p.Name, ctx.Err()))
 		}
+	}
+	if c.xds != nil {
+		errs = append(errs, c.xds.stop(ctx))
 	}
 	errs = append(errs, c.vip.Close(ctx))
 	if c.dnsAddr != "" {

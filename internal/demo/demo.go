@@ -219,6 +219,9 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  service/%-10s ClusterIP %s (kube-proxy-like L4 VIP)\n", ClusterIPService, c.VIPAddr())
 	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
 	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
+	if c.XDSAddr() != "" {
+		fmt.Fprintf(out, "  xDS control plane %s (xds:///%s)\n", c.XDSAddr(), xdsKey)
+	}
 	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
 	if d.tlsDir != "" {
 		fmt.Fprintf(out, "  mTLS             frontend -> pods, ephemeral CA and certificates in %s\n", d.tlsDir)

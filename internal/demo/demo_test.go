@@ -26,7 +26,7 @@ func startDemo(t *testing.T, firstIP string, replicas int) *Demo {
 	d, err := Start(Config{
 		Cluster: ClusterConfig{
 			Replicas: replicas, FirstPodIP: netip.MustParseAddr(firstIP), PodPort: 0,
-			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0",
+			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 		},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 	}, nil)
@@ -220,7 +220,7 @@ func TestAddressTakenIsAClearError(t *testing.T) {
 	}
 	defer l.Close()
 	_, err = Start(Config{
-		Cluster:      ClusterConfig{FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0"},
+		Cluster:      ClusterConfig{FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
 		FrontendAddr: l.Addr().String(), AdminAddr: "-",
 	}, nil)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "frontend") {
@@ -234,7 +234,7 @@ func TestAddressTakenIsAClearError(t *testing.T) {
 	defer pl.Close()
 	port := pl.Addr().(*net.TCPAddr).Port
 	_, err = Start(Config{
-		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: port, DNSAddr: "127.0.0.1:0"},
+		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: port, DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
 	}, nil)
 	if err == nil || !strings.Contains(err.Error(), "127.0.14.3") || !strings.Contains(err.Error(), "address already in use") {
@@ -266,7 +266,7 @@ func TestClusterConfigErrors(t *testing.T) {
 // interval, and ClusterIP stays pinned to one pod.
 func TestNewPodsByMode(t *testing.T) {
 	d, err := Start(Config{
-		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.15.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", DNSTTL: time.Second},
+		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.15.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", DNSTTL: time.Second},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
 		ModeOptions: ModeOptions{DNSRefreshInterval: time.Second},
 	}, nil)
@@ -277,12 +277,14 @@ func TestNewPodsByMode(t *testing.T) {
 	waitAllPods(t, d, "headless", 3)
 	waitAllPods(t, d, "dns-refresh", 3)
 	waitAllPods(t, d, "kube", 3)
+	waitAllPods(t, d, "xds", 3)
 	pinned := call(t, d, "/call/clusterip?n=3").Pods
 	if err := d.Cluster.Scale(5); err != nil {
 		t.Fatal(err)
 	}
 	waitAllPods(t, d, "dns-refresh", 5) // within about a second
 	waitAllPods(t, d, "kube", 5)
+	waitAllPods(t, d, "xds", 5)
 	if r := call(t, d, "/call/headless?n=100"); len(r.Counts) != 3 {
 		t.Errorf("plain headless reached %d pods after scale-up, want the original 3: %v", len(r.Counts), r.Counts)
 	}

@@ -76,6 +76,11 @@ var modeRegistry = []ModeFactory{
 			}, nil
 		},
 	},
+	{
+		Name:        "xds",
+		Description: "proxyless xDS: the demo's control plane pushes endpoint changes to the grpc-go xDS client (round_robin)",
+		Build:       buildXDSMode,
+	},
 }
 
 // ModeNames lists the modes the demo knows, in display order.

@@ -1,0 +1,92 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/resolver"
+	grpcxds "google.golang.org/grpc/xds" // the grpc-go xDS client: xds:/// resolver and balancers
+
+	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/xds"
+)
+
+// xdsControlPlane is the demo's proxyless xDS control plane: Spread's ADS server fed by the
+// cluster's endpoint model, as `spread xds` is fed by EndpointSlices in a real cluster.
+type xdsControlPlane struct {
+	addr   string
+	grpc   *grpc.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// xdsKey is the Service port the demo's control plane serves: clients dial
+// xds:///be-srv.default:grpc.
+var xdsKey = endpoint.Key{Namespace: Namespace, Service: ClusterIPService, Port: PortName}
+
+func startXDS(c *Cluster, addr string) (*xdsControlPlane, error) {
+	srv, err := xds.New(c, xds.StaticServices{{Key: xdsKey}}, xds.WithLogger(c.log.With("component", "xds")))
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("demo: xds control plane: %w", err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	ctx, cancel := context.WithCancel(context.Background())
+	cp := &xdsControlPlane{addr: lis.Addr().String(), grpc: g, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(cp.done)
+		if err := srv.Run(ctx); err != nil {
+			c.log.Error("xds control plane stopped", "err", err)
+		}
+	}()
+	go g.Serve(lis)
+	return cp, nil
+}
+
+// stop ends the ADS streams and the server, bounded by ctx.
+func (cp *xdsControlPlane) stop(ctx context.Context) error {
+	cp.cancel()
+	t := time.AfterFunc(time.Second, cp.grpc.Stop)
+	defer t.Stop()
+	select {
+	case <-cp.done:
+	case <-ctx.Done():
+		cp.grpc.Stop()
+		return fmt.Errorf("demo: xds control plane: %w", ctx.Err())
+	}
+	cp.grpc.GracefulStop()
+	return nil
+}
+
+// XDSAddr is the demo's xDS control plane address ("" when disabled).
+func (c *Cluster) XDSAddr() string {
+	if c.xds == nil {
+		return ""
+	}
+	return c.xds.addr
+}
+
+func buildXDSMode(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
+	if c.XDSAddr() == "" {
+		return frontend.Mode{}, fmt.Errorf("the xDS control plane is disabled")
+	}
+	// No zone in the node: the client gets every zone's endpoints at one priority.
+	bs, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: c.XDSAddr(), NodeID: "fe-demo"})
+	if err != nil {
+		return frontend.Mode{}, err
+	}
+	// The bootstrap goes to this one resolver, not to a process-wide environment variable.
+	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(bs)
+	if err != nil {
+		return frontend.Mode{}, fmt.Errorf("xds resolver: %w", err)
+	}
+	return frontend.Mode{Target: "xds:///" + xdsKey.String(), Resolvers: []resolver.Builder{rb}}, nil
+}
