@@ -12,7 +12,7 @@ func TestTLS(t *testing.T) {
 	d, err := Start(Config{
 		Cluster: ClusterConfig{
 			Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: 0,
-			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0",
+			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 		},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-", TLS: true,
 	}, nil)
