@@ -4,12 +4,9 @@
 package deploy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,8 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/spread-grpc/spread/internal/kubetest"
 )
@@ -80,22 +75,7 @@ func render(t *testing.T, dir string) rendered {
 		t.Fatal(err)
 	}
 	r := rendered{deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{}, accounts: map[string]*corev1.ServiceAccount{}}
-	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
-	for {
-		doc, err := dec.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatalf("%s: decode: %v\n%s", dir, err, doc)
-		}
+	for _, obj := range kubetest.DecodeObjects(t, out) {
 		r.objs = append(r.objs, obj)
 		switch o := obj.(type) {
 		case *appsv1.Deployment:

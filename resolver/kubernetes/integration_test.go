@@ -1,8 +1,6 @@
 package kubernetes
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -30,9 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	k8s "k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
@@ -267,22 +263,7 @@ func rbacObjects(t *testing.T) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.Ro
 		role *rbacv1.Role
 		rb   *rbacv1.RoleBinding
 	)
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatalf("decode %s: %v", doc, err)
-		}
+	for _, obj := range kubetest.DecodeObjects(t, data) {
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
 			sa = o
