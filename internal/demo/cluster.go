@@ -62,6 +62,14 @@ type ClusterConfig struct {
 	PreStop time.Duration
 	// RestartDelay is how long a killed pod's container takes to come back (default 1s).
 	RestartDelay time.Duration
+	// MaxConnectionAge, if set, is every pod's server-side connection age (backend
+	// MaxConnectionAge): clients reconnect, and so re-resolve, at least that often.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace bounds calls on an aged connection (default: the pods' Grace).
+	MaxConnectionAgeGrace time.Duration
+	// MaxStreamAge, if set, ends every pod's streams after this age (±10%) with the
+	// stream-age status, so resuming clients re-balance (see echo.IsStreamAgeEnd).
+	MaxStreamAge time.Duration
 	// RolloutPause is the time between rolling-restart steps, after the new pod's endpoint
 	// is out (default 200ms), like minReadySeconds.
 	RolloutPause time.Duration
@@ -116,6 +124,12 @@ func (c *ClusterConfig) defaults() error {
 	}
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Second
+	}
+	if c.MaxConnectionAge < 0 || c.MaxConnectionAgeGrace < 0 || c.MaxStreamAge < 0 {
+		return errors.New("demo: max connection age, its grace and max stream age must not be negative")
+	}
+	if c.MaxConnectionAge > 0 && c.MaxConnectionAgeGrace == 0 {
+		c.MaxConnectionAgeGrace = c.Grace
 	}
 	if c.EndpointDelay < 0 || c.PreStop < 0 || c.RestartDelay < 0 || c.RolloutPause < 0 {
 		return errors.New("demo: endpoint delay, preStop, restart delay and rollout pause must not be negative")
@@ -475,7 +489,8 @@ func (c *Cluster) run(p *Pod) error {
 	if err != nil {
 		return fmt.Errorf("demo: pod on %s: %w", p.IP, err)
 	}
-	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace}, backend.WithLogger(c.log))
+	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace,
+		MaxConnectionAge: c.cfg.MaxConnectionAge, MaxConnectionAgeGrace: c.cfg.MaxConnectionAgeGrace, MaxStreamAge: c.cfg.MaxStreamAge}, backend.WithLogger(c.log))
 	if err != nil {
 		lis.Close()
 		return err
