@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"frontend": {"run the HTTP frontend that calls the backends in every mode", runFrontend},
 	"demo":     {"run a whole simulated cluster on loopback, with the frontend", runDemo},
 	"ctl":      {"control a running demo: scale, rollout, kill, freeze, slow a pod", runCtl},
+	"load":     {"offer open-loop, rate-paced load to a gRPC target or a frontend mode; report per pod", runLoad},
 }
 
 // usageError marks errors caused by bad command-line input (exit code 2).
