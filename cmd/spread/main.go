@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"demo":     {"run a whole simulated cluster on loopback, with the frontend", runDemo},
 	"ctl":      {"control a running demo: scale, rollout, kill, freeze, slow a pod", runCtl},
 	"load":     {"offer open-loop, rate-paced load to a gRPC target or a frontend mode; report per pod", runLoad},
+	"compare":  {"run every mode through scripted cluster changes; write Markdown, HTML and JSON reports", runCompare},
 }
 
 // usageError marks errors caused by bad command-line input (exit code 2).
