@@ -86,7 +86,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		defer hc.CloseIdleConnections()
 		call, what = load.HTTPFrontend(hc, *modeURL), *modeURL
 	} else {
-		b, err := dnsrefresh.NewBuilder()
+		b, err := dnsrefresh.NewBuilder(dnsrefresh.WithServiceConfig("")) // --lb decides
 		if err != nil {
 			return err
 		}

@@ -181,7 +181,7 @@ type Result struct {
 	Err string `json:"error,omitempty"`
 	// EventMS is when the event happened (ms from the start of the load).
 	EventMS float64 `json:"event_ms"`
-	// LivePods are the ready pods at the end; Idle those of them without a call in the last
+	// LivePods are the ready, unfrozen pods at the end; Idle those of them without a call in the last
 	// quarter of the run.
 	LivePods int `json:"live_pods"`
 	Idle     int `json:"idle_pods"`
@@ -392,10 +392,16 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	if lr.Scheduled > 0 {
 		res.FailedPct = 100 * float64(res.Failed) / float64(lr.Scheduled)
 	}
-	// Balance over the live pods in the last quarter of the run.
+	// Balance over the live pods in the last quarter of the run: ready, and not frozen.
+	frozen := map[string]bool{}
+	for _, p := range c.Status() {
+		frozen[p.Name] = p.Frozen
+	}
 	var live []string
 	for _, p := range c.Endpoints().Ready() {
-		live = append(live, p.Pod)
+		if !frozen[p.Pod] {
+			live = append(live, p.Pod)
+		}
 	}
 	res.LivePods = len(live)
 	counts := map[string]int{}

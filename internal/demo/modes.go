@@ -104,7 +104,9 @@ func buildDNSRefresh(c *Cluster, o ModeOptions) (frontend.Mode, error) {
 		iv = dnsrefresh.DefaultInterval
 	}
 	minIv := min(dnsrefresh.DefaultMinInterval, iv)
-	b, err := dnsrefresh.NewBuilder(dnsrefresh.WithInterval(iv), dnsrefresh.WithMinInterval(minIv))
+	// No resolver-sent service config: the mode's own (default) service config governs, so
+	// tuned variants keep their outlier detection and call deadline.
+	b, err := dnsrefresh.NewBuilder(dnsrefresh.WithInterval(iv), dnsrefresh.WithMinInterval(minIv), dnsrefresh.WithServiceConfig(""))
 	if err != nil {
 		return frontend.Mode{}, err
 	}
