@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -124,6 +125,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		}))
 		stopProgress = progress(f, time.Now(), cfg.Duration, &done, &failed)
 	}
+	cpu0 := processCPU()
 	var rep *load.Report
 	if *stream {
 		per := time.Duration(float64(time.Second) * float64(cfg.MaxInFlight) / cfg.Rate)
@@ -137,13 +139,27 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
+	cpu := processCPU() - cpu0
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
 	printSummary(e.stdout, what, rep)
+	if rep.Started > 0 {
+		fmt.Fprintf(e.stdout, "\nclient CPU  %.0f ms user+sys for %d calls: %.1f ms per 1,000 calls (this process, including gRPC)\n",
+			float64(cpu)/float64(time.Millisecond), rep.Started, float64(cpu)/float64(time.Millisecond)*1000/float64(rep.Started))
+	}
 	return nil
+}
+
+// processCPU is the CPU time (user + system) this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // isTerminal reports whether f is a character device (a terminal), without a dependency.
