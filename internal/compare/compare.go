@@ -117,8 +117,9 @@ type Config struct {
 	ModeOptions demo.ModeOptions
 	// DNSTTL of the clusters (default: the demo's, 5 s).
 	DNSTTL time.Duration
-	// FirstNet is the second octet of the first run's pod network: run k uses
-	// 127.(FirstNet+k).0.1 and up (default 100).
+	// FirstNet is the second octet of the first run's network: run k's pods take
+	// 127.(FirstNet+k).0.1 and up, its DNS 127.(FirstNet+k).255.53, peers 127.(FirstNet+k).255.x
+	// (default 100).
 	FirstNet int
 }
 
@@ -305,7 +306,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int, log *slog.Logger) (Result, error) {
 	ccfg := demo.ClusterConfig{
 		Replicas: sc.Replicas, FirstPodIP: netip.AddrFrom4([4]byte{127, byte(net), 0, 1}), PodPort: 0,
-		VIP: fmt.Sprintf("127.96.%d.10:0", net), DNSAddr: "127.0.0.1:0", DNSTTL: cfg.DNSTTL, Grace: 2 * time.Second,
+		// The run's own addresses for VIP and DNS too: a free UDP port on a shared address may
+		// have its TCP twin taken by a parallel run.
+		VIP: fmt.Sprintf("127.96.%d.10:0", net), DNSAddr: fmt.Sprintf("127.%d.255.53:0", net), DNSTTL: cfg.DNSTTL, Grace: 2 * time.Second,
 	}
 	if ct.Cluster != nil {
 		ct.Cluster(&ccfg)

@@ -117,7 +117,10 @@ func startNginx(ctx context.Context, bin string, c *demo.Cluster) (*nginxProc, e
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port; nginx binds it right after
+	// The run's own address (127.<run>.255.80), so no other run can take the port between
+	// picking it and nginx binding it.
+	ip := c.Config().FirstPodIP.As4()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.%d.255.80:0", ip[1]))
 	if err != nil {
 		return nil, err
 	}
