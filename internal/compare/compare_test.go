@@ -157,3 +157,23 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("unknown mode: no error")
 	}
 }
+
+// The L7 proxy peer, where nginx is installed: it balances per call and follows a scale-up.
+func TestNginxPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster scenario")
+	}
+	ng, ok := NginxContender()
+	if !ok {
+		t.Skip("nginx not installed (apt-get install nginx-light)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{Contenders: []Contender{ng}, Scenarios: scenarios(t, "scale-up"), Rate: 100, Duration: 4 * time.Second, FirstNet: 180}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, rep, "scale-up", NginxName); r.NewPodsReached != 3 || r.Failed != 0 {
+		t.Errorf("nginx scale-up: %d of %d new pods reached, %d failed; want all 3, none failed", r.NewPodsReached, r.NewPods, r.Failed)
+	}
+}
