@@ -30,9 +30,9 @@ type Contender struct {
 	Description string
 	// Cluster, if set, adjusts the fresh cluster's configuration for this contender.
 	Cluster func(*demo.ClusterConfig)
-	// Connect wires a client to cluster c and returns the call to offer load with and a
-	// function releasing what Connect started. It must not block longer than ctx allows.
-	Connect func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (load.CallFunc, func() error, error)
+	// Connect wires a client to cluster c and returns it with a function releasing what
+	// Connect started. It must not block longer than ctx allows.
+	Connect func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error)
 }
 
 // RegistryContender turns a registered demo mode into a Contender: a mode added to the demo
@@ -44,7 +44,7 @@ func RegistryContender(name string) (Contender, error) {
 	}
 	return Contender{
 		Name: f.Name, Description: f.Description, Cluster: f.Cluster,
-		Connect: func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (load.CallFunc, func() error, error) {
+		Connect: func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
 			ms, err := demo.BuildModes(c, o, name)
 			if err != nil {
 				return nil, nil, err
@@ -54,7 +54,7 @@ func RegistryContender(name string) (Contender, error) {
 				return nil, nil, err
 			}
 			conn.Connect()
-			return load.Unary(echo.NewEchoServerClient(conn)), conn.Close, nil
+			return echo.NewEchoServerClient(conn), conn.Close, nil
 		},
 	}, nil
 }
@@ -69,6 +69,10 @@ type Scenario struct {
 	Event func(c *demo.Cluster) error
 	// AddsPods marks scenarios whose new pods should start getting calls.
 	AddsPods bool
+	// Streams, if set, replaces unary calls by this many long-lived resuming streams
+	// (messages paced by the server at the run's rate in total), on pods whose streams end
+	// after an eighth of the run's duration (MaxStreamAge).
+	Streams int
 }
 
 // Scenarios returns the standard scenarios, in report order.
@@ -85,6 +89,9 @@ func Scenarios() []Scenario {
 			Event: func(c *demo.Cluster) error { _, err := c.Freeze("random", true); return err }},
 		{Name: "killed-pod", Description: "one of 5 pods killed hard (connections reset), restarts after 1 s", Replicas: 5,
 			Event: func(c *demo.Cluster) error { _, err := c.Kill("random"); return err }},
+		{Name: "streams-scale-up", Description: "10 long-lived streams, 5 → 8 pods; pods end streams at an age of duration/8 and clients resume them",
+			Replicas: 5, AddsPods: true, Streams: 10,
+			Event: func(c *demo.Cluster) error { return c.Scale(8) }},
 	}
 }
 
@@ -310,6 +317,9 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 		// have its TCP twin taken by a parallel run.
 		VIP: fmt.Sprintf("127.96.%d.10:0", net), DNSAddr: fmt.Sprintf("127.%d.255.53:0", net), DNSTTL: cfg.DNSTTL, Grace: 2 * time.Second,
 	}
+	if sc.Streams > 0 {
+		ccfg.MaxStreamAge = max(cfg.Duration/8, 100*time.Millisecond)
+	}
 	if ct.Cluster != nil {
 		ct.Cluster(&ccfg)
 	}
@@ -330,11 +340,12 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	}()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	call, closeFn, err := ct.Connect(cctx, c, cfg.ModeOptions)
+	client, closeFn, err := ct.Connect(cctx, c, cfg.ModeOptions)
 	if err != nil {
 		return Result{}, err
 	}
 	defer closeFn()
+	call := load.Unary(client)
 	// Warm up: the first successful call, bounded, so connection set-up is not measured.
 	for {
 		wctx, wcancel := context.WithTimeout(cctx, time.Second)
@@ -378,7 +389,15 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 		eventTime = time.Now()
 		eventErr = sc.Event(c)
 	}()
-	lr, err := load.Run(ctx, load.Config{Rate: cfg.Rate, Duration: cfg.Duration, Window: cfg.Window, CallTimeout: cfg.CallTimeout}, call)
+	lcfg := load.Config{Rate: cfg.Rate, Duration: cfg.Duration, Window: cfg.Window, CallTimeout: cfg.CallTimeout}
+	var lr *load.Report
+	if sc.Streams > 0 {
+		every := time.Duration(float64(sc.Streams) / cfg.Rate * float64(time.Second))
+		count := uint32(min(int64(cfg.Duration/max(every, time.Millisecond))+100, 100000))
+		lr, err = load.RunStreams(ctx, lcfg, sc.Streams, load.ResumingStream(client, count, every))
+	} else {
+		lr, err = load.Run(ctx, lcfg, call)
+	}
 	stopEvent()
 	<-evDone
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/demo"
 	"github.com/spread-grpc/spread/internal/frontend"
-	"github.com/spread-grpc/spread/internal/load"
 )
 
 // NginxName is the L7 proxy peer's mode name.
@@ -47,7 +46,7 @@ func NginxContender() (Contender, bool) {
 	return Contender{
 		Name:        NginxName,
 		Description: "L7 proxy peer: nginx grpc_pass, round robin per call over the ready pods (config re-rendered and reloaded on endpoint changes, like an ingress controller); one extra hop",
-		Connect: func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (load.CallFunc, func() error, error) {
+		Connect: func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
 			p, err := startNginx(ctx, bin, c)
 			if err != nil {
 				return nil, nil, err
@@ -58,7 +57,7 @@ func NginxContender() (Contender, bool) {
 				return nil, nil, err
 			}
 			conn.Connect()
-			return load.Unary(echo.NewEchoServerClient(conn)), func() error { return errors.Join(conn.Close(), p.stop()) }, nil
+			return echo.NewEchoServerClient(conn), func() error { return errors.Join(conn.Close(), p.stop()) }, nil
 		},
 	}, true
 }

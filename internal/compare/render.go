@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -36,7 +37,18 @@ func fmtFailed(r Result) string {
 	if r.Err != "" {
 		return "run failed: " + r.Err
 	}
-	return fmt.Sprintf("%d of %d (%.2f%%)", r.Failed, r.Report.Scheduled, r.FailedPct)
+	s := fmt.Sprintf("%d of %d (%.2f%%)", r.Failed, r.Report.Scheduled, r.FailedPct)
+	var why []string
+	for _, c := range slices.Sorted(maps.Keys(r.Report.Errors)) {
+		why = append(why, fmt.Sprintf("%s %d", c, r.Report.Errors[c]))
+	}
+	if r.Report.Dropped > 0 {
+		why = append(why, fmt.Sprintf("dropped %d", r.Report.Dropped))
+	}
+	if len(why) > 0 {
+		s += ": " + strings.Join(why, ", ")
+	}
+	return s
 }
 
 // WriteMarkdown writes one table per scenario.
