@@ -65,7 +65,7 @@ func TestScenarioClaims(t *testing.T) {
 	defer cancel()
 	rep, err := Run(ctx, Config{
 		Contenders: contenders(t, "clusterip", "headless", "dns-refresh"),
-		Scenarios:  scenarios(t, "steady", "scale-up", "rollout"),
+		Scenarios:  scenarios(t, "steady", "scale-up", "rollout", "streams-scale-up"),
 		Rate:       100, Duration: 6 * time.Second, FirstNet: 150,
 		ModeOptions: demo.ModeOptions{DNSRefreshInterval: refresh},
 	}, nil)
@@ -92,6 +92,14 @@ func TestScenarioClaims(t *testing.T) {
 	// A rolling restart under dns-refresh fails no call.
 	if r := get(t, rep, "rollout", "dns-refresh"); r.Failed != 0 || r.NewPodsReached != r.NewPods {
 		t.Errorf("dns-refresh rollout: %d failed, %d of %d new pods reached; want 0 failed, all reached", r.Failed, r.NewPodsReached, r.NewPods)
+	}
+	// Long-lived streams follow a scale-up when the pods bound their age and the resolver
+	// follows DNS; with plain headless they resume, but only onto the old pods.
+	if r := get(t, rep, "streams-scale-up", "dns-refresh"); r.NewPodsReached != 3 || r.Failed != 0 {
+		t.Errorf("dns-refresh streams: %d of %d new pods reached, %d failed; want all, none failed", r.NewPodsReached, r.NewPods, r.Failed)
+	}
+	if r := get(t, rep, "streams-scale-up", "headless"); r.NewPodsReached != 0 || r.Report.OK == 0 {
+		t.Errorf("headless streams: %d new pods reached, %d messages; want 0 new pods, messages flowing", r.NewPodsReached, r.Report.OK)
 	}
 	var md, page bytes.Buffer
 	rep.WriteMarkdown(&md)
