@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -58,14 +59,9 @@ func (s *Server) Queries(name string) int {
 // Listen binds UDP and TCP on addr ("127.0.0.1:8053"; port 0 picks one, the same for both)
 // and starts serving. The returned address is the one bound.
 func (s *Server) Listen(addr string) (string, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, l, err := listenPair(addr)
 	if err != nil {
-		return "", fmt.Errorf("dns: listen udp %s: %w", addr, err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return "", fmt.Errorf("dns: listen tcp %s: %w", pc.LocalAddr(), err)
+		return "", err
 	}
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
@@ -76,6 +72,27 @@ func (s *Server) Listen(addr string) (string, error) {
 	<-started
 	<-started
 	return pc.LocalAddr().String(), nil
+}
+
+// listenPair binds UDP and TCP on the same address. With port 0 the UDP port is free but its
+// TCP twin may be taken by another process: then it tries other ports, a bounded number of
+// times.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if port != "0" || attempt >= 20 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", pc.LocalAddr(), err)
+		}
+	}
 }
 
 // Shutdown stops serving.

@@ -96,7 +96,7 @@ func TestScenarioClaims(t *testing.T) {
 	// Long-lived streams follow a scale-up when the pods bound their age and the resolver
 	// follows DNS; with plain headless they resume, but only onto the old pods.
 	if r := get(t, rep, "streams-scale-up", "dns-refresh"); r.NewPodsReached != 3 || r.Failed != 0 {
-		t.Errorf("dns-refresh streams: %d of %d new pods reached, %d failed; want all, none failed", r.NewPodsReached, r.NewPods, r.Failed)
+		t.Errorf("dns-refresh streams: %d of %d new pods reached, %d failed (%v); want all, none failed", r.NewPodsReached, r.NewPods, r.Failed, r.Report.Errors)
 	}
 	if r := get(t, rep, "streams-scale-up", "headless"); r.NewPodsReached != 0 || r.Report.OK == 0 {
 		t.Errorf("headless streams: %d new pods reached, %d messages; want 0 new pods, messages flowing", r.NewPodsReached, r.Report.OK)
