@@ -43,8 +43,13 @@ func RunStreams(ctx context.Context, cfg Config, streams int, open StreamFunc, o
 	clk := o.clock
 	start := clk.Now()
 	rec := newRecorder(cfg, start, o.observers)
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	// Cancelled, not given a deadline: a deadline would travel to the servers (grpc-timeout),
+	// whose timers may end a stream with DEADLINE_EXCEEDED a moment before ours fires, which
+	// would count as a failure.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	endTimer := time.AfterFunc(cfg.Duration, cancel)
+	defer endTimer.Stop()
 	var received atomic.Int64
 	stopped := StoppedDuration
 	var stopOnce sync.Once
