@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,9 @@ in flight are dropped and counted, never delayed. The run stops after --duration
 --max-calls. --stream keeps --concurrency long-lived streams open instead (resumed across
 the backends' stream-age ends), messages paced by the server at --rate in total.`
 
+// DefaultStreams is how many streams --stream keeps open unless --concurrency says otherwise.
+const DefaultStreams = 10
+
 func runLoad(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("load", e)
 	target := fs.String("target", "", "gRPC target to call directly")
@@ -46,7 +50,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	fs.Float64Var(&cfg.Rate, "rate", 100, "offered calls per second (> 0)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to offer load (> 0)")
 	fs.IntVar(&cfg.MaxCalls, "max-calls", 0, "stop after this many calls (0: only --duration bounds the run)")
-	fs.IntVar(&cfg.MaxInFlight, "concurrency", load.DefaultMaxInFlight, "most calls in flight (or streams, with --stream)")
+	fs.IntVar(&cfg.MaxInFlight, "concurrency", load.DefaultMaxInFlight, "most calls in flight (with --stream: how many streams, default 10)")
 	fs.DurationVar(&cfg.Window, "window", time.Second, "width of the per-pod count windows")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", load.DefaultCallTimeout, "deadline of each call")
 	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "bound on the first call that checks the target is reachable")
@@ -55,6 +59,11 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	fs.Usage = func() { fmt.Fprintln(e.stderr, loadUsage); fs.PrintDefaults() }
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *stream && !set["concurrency"] {
+		cfg.MaxInFlight = DefaultStreams
 	}
 	if (*target == "") == (*modeURL == "") {
 		return usageError{errors.New("give exactly one of --target (a gRPC target) and --url (a frontend mode URL)")}
