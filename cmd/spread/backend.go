@@ -27,6 +27,7 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second, "bound on the graceful drain after SIGTERM; then in-flight calls are cancelled")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", 0, "close client connections after this age (jittered) so clients re-resolve; 0 = never")
 	fs.DurationVar(&cfg.MaxConnectionAgeGrace, "max-connection-age-grace", 0, "how long calls may finish on an aged connection; 0 = unbounded")
+	fs.DurationVar(&cfg.MaxStreamAge, "max-stream-age", 0, "end each SayHelloStream after this age (±10% jitter) with the stream-age status, so clients resume it on another pod; 0 = never")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file; with --tls-key serves TLS (plaintext by default)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file")
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS); files are re-read when they change")

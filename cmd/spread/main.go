@@ -38,6 +38,8 @@ var commands = map[string]command{
 	"ctl":      {"control a running demo: scale, rollout, kill, freeze, slow a pod", runCtl},
 	"certs":    {"create a CA and TLS certificates for the backend, frontend and xDS server", runCerts},
 	"xds":      {"run the proxyless xDS control plane ('spread xds bootstrap' prints a client bootstrap)", runXDS},
+	"load":     {"offer open-loop, rate-paced load to a gRPC target or a frontend mode; report per pod", runLoad},
+	"compare":  {"run every mode through scripted cluster changes; write Markdown, HTML and JSON reports", runCompare},
 }
 
 // usageError marks errors caused by bad command-line input (exit code 2).

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -48,6 +50,11 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// MaxConnectionAgeGrace bounds how long calls may run on a connection past its age.
 	MaxConnectionAgeGrace time.Duration
+	// MaxStreamAge, if set, ends each SayHelloStream after this age, jittered by ±10% so
+	// streams opened together do not all re-open together. The stream ends with the
+	// stream-age status (see echo.IsStreamAgeEnd): clients re-open it with resume_after and
+	// so re-balance, like MaxConnectionAge does for connections.
+	MaxStreamAge time.Duration
 	// TLSCert and TLSKey are PEM file paths; both or neither. Plaintext when empty. The files
 	// are re-read when they change (see internal/tlsfiles), so rotation needs no restart.
 	TLSCert, TLSKey string
@@ -65,6 +72,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("backend: grace %v is negative", c.Grace)
 	case c.MaxConnectionAge < 0 || c.MaxConnectionAgeGrace < 0:
 		return errors.New("backend: max connection age and its grace must not be negative")
+	case c.MaxStreamAge < 0:
+		return fmt.Errorf("backend: max stream age %v is negative", c.MaxStreamAge)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("backend: TLS needs both a certificate and a key file")
 	case c.TLSClientCA != "" && c.TLSCert == "":
@@ -318,6 +327,14 @@ func (e *echoService) SayHelloStream(req *echo.EchoRequest, stream grpc.ServerSt
 	if interval > MaxStreamInterval {
 		return status.Errorf(codes.InvalidArgument, "interval %v is over the maximum %v", interval, MaxStreamInterval)
 	}
+	var aged <-chan time.Time
+	var age time.Duration
+	if e.s.cfg.MaxStreamAge > 0 {
+		age = jitter(e.s.cfg.MaxStreamAge)
+		t := time.NewTimer(age)
+		defer t.Stop()
+		aged = t.C
+	}
 	var tick <-chan time.Time
 	if interval > 0 {
 		t := time.NewTicker(interval)
@@ -331,13 +348,33 @@ func (e *echoService) SayHelloStream(req *echo.EchoRequest, stream grpc.ServerSt
 		if tick != nil && seq > req.GetResumeAfter()+1 {
 			select {
 			case <-tick:
+			case <-aged:
+				return e.streamAgeEnd(stream, age, seq-1)
 			case <-stream.Context().Done():
 				return status.FromContextError(stream.Context().Err()).Err()
 			}
+		}
+		select {
+		case <-aged:
+			return e.streamAgeEnd(stream, age, seq-1)
+		default:
 		}
 		if err := stream.Send(e.reply(req.GetName(), seq)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// jitter spreads d by ±10%.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((mrand.Float64()*0.2-0.1)*float64(d))
+}
+
+// streamAgeEnd ends a stream that reached its age with the stream-age status and trailer.
+func (e *echoService) streamAgeEnd(stream grpc.ServerStreamingServer[echo.EchoReply], age time.Duration, last uint64) error {
+	stream.SetTrailer(metadata.Pairs(echo.StreamAgeTrailer, age.Round(time.Millisecond).String()))
+	e.s.metrics.streamAgeEnds.Inc()
+	return status.Errorf(codes.Unavailable, "%s: stream reached its maximum age %v after seq %d; re-open with resume_after=%d",
+		echo.StreamAgePrefix, age.Round(time.Millisecond), last, last)
 }

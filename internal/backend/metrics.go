@@ -12,6 +12,8 @@ type metrics struct {
 	calls    *prometheus.CounterVec
 	inFlight prometheus.Gauge
 	draining prometheus.Gauge
+	// streamAgeEnds counts streams ended by MaxStreamAge.
+	streamAgeEnds prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -28,9 +30,13 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Namespace: "spread", Subsystem: "backend", Name: "draining",
 			Help: "1 while the backend drains (health NOT_SERVING), else 0.",
 		}),
+		streamAgeEnds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "spread", Subsystem: "backend", Name: "stream_age_ends_total",
+			Help: "SayHelloStream streams ended because they reached the maximum stream age.",
+		}),
 	}
 	if r != nil {
-		for _, c := range []prometheus.Collector{m.calls, m.inFlight, m.draining} {
+		for _, c := range []prometheus.Collector{m.calls, m.inFlight, m.draining, m.streamAgeEnds} {
 			if err := r.Register(c); err != nil {
 				return nil, err
 			}

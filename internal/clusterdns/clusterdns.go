@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -58,7 +59,7 @@ func (s *Server) Queries(name string) int {
 // Listen binds UDP and TCP on addr ("127.0.0.1:8053"; port 0 picks one, the same for both)
 // and starts serving. The returned address is the one bound.
 func (s *Server) Listen(addr string) (string, error) {
-	pc, l, err := listenBoth(addr)
+	pc, l, err := listenPair(addr)
 	if err != nil {
 		return "", err
 	}
@@ -73,11 +74,12 @@ func (s *Server) Listen(addr string) (string, error) {
 	return pc.LocalAddr().String(), nil
 }
 
-// listenBoth binds UDP and TCP on one port. With port 0 the UDP port the kernel picks may be
-// taken for TCP (another test's connection, say): then it tries another port, a few times.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+// listenPair binds UDP and TCP on the same address. With port 0 the UDP port is free but its
+// TCP twin may be taken by another process: then it tries other ports, a bounded number of
+// times.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 	_, port, _ := net.SplitHostPort(addr)
-	for try := 0; ; try++ {
+	for attempt := 0; ; attempt++ {
 		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
@@ -87,7 +89,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 			return pc, l, nil
 		}
 		pc.Close()
-		if port != "0" || try == 9 {
+		if port != "0" || attempt >= 20 || !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", pc.LocalAddr(), err)
 		}
 	}

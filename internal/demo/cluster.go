@@ -62,9 +62,17 @@ type ClusterConfig struct {
 	PreStop time.Duration
 	// RestartDelay is how long a killed pod's container takes to come back (default 1s).
 	RestartDelay time.Duration
-	// XDSAddr is where the demo's xDS control plane listens (default 127.0.0.1:18000; port 0
-	// picks one; "-" disables it and the xds mode).
+	// XDSAddr is where the demo's xDS control plane listens (default 127.0.0.1 on a free
+	// port; "-" disables it and the xds mode).
 	XDSAddr string
+	// MaxConnectionAge, if set, is every pod's server-side connection age (backend
+	// MaxConnectionAge): clients reconnect, and so re-resolve, at least that often.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace bounds calls on an aged connection (default: the pods' Grace).
+	MaxConnectionAgeGrace time.Duration
+	// MaxStreamAge, if set, ends every pod's streams after this age (±10%) with the
+	// stream-age status, so resuming clients re-balance (see echo.IsStreamAgeEnd).
+	MaxStreamAge time.Duration
 	// RolloutPause is the time between rolling-restart steps, after the new pod's endpoint
 	// is out (default 200ms), like minReadySeconds.
 	RolloutPause time.Duration
@@ -112,7 +120,7 @@ func (c *ClusterConfig) defaults() error {
 		c.DNSAddr = "127.0.0.1:8053"
 	}
 	if c.XDSAddr == "" {
-		c.XDSAddr = "127.0.0.1:18000"
+		c.XDSAddr = "127.0.0.1:0" // spread demo's flag defaults to the well-known 127.0.0.1:18000
 	}
 	if c.Domain == "" {
 		c.Domain = "cluster.local"
@@ -125,6 +133,12 @@ func (c *ClusterConfig) defaults() error {
 	}
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Second
+	}
+	if c.MaxConnectionAge < 0 || c.MaxConnectionAgeGrace < 0 || c.MaxStreamAge < 0 {
+		return errors.New("demo: max connection age, its grace and max stream age must not be negative")
+	}
+	if c.MaxConnectionAge > 0 && c.MaxConnectionAgeGrace == 0 {
+		c.MaxConnectionAgeGrace = c.Grace
 	}
 	if c.EndpointDelay < 0 || c.PreStop < 0 || c.RestartDelay < 0 || c.RolloutPause < 0 {
 		return errors.New("demo: endpoint delay, preStop, restart delay and rollout pause must not be negative")
@@ -495,7 +509,8 @@ func (c *Cluster) run(p *Pod) error {
 		return fmt.Errorf("demo: pod on %s: %w", p.IP, err)
 	}
 	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace,
-		TLSCert: c.cfg.TLSCert, TLSKey: c.cfg.TLSKey, TLSClientCA: c.cfg.TLSClientCA}, backend.WithLogger(c.log))
+		TLSCert: c.cfg.TLSCert, TLSKey: c.cfg.TLSKey, TLSClientCA: c.cfg.TLSClientCA,
+		MaxConnectionAge: c.cfg.MaxConnectionAge, MaxConnectionAgeGrace: c.cfg.MaxConnectionAgeGrace, MaxStreamAge: c.cfg.MaxStreamAge}, backend.WithLogger(c.log))
 	if err != nil {
 		lis.Close()
 		return err

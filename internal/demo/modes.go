@@ -1,11 +1,18 @@
 package demo
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/health" // client-side health checking, for tuned modes
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
+	_ "google.golang.org/grpc/xds" // registers the outlier_detection_experimental balancer
 
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
@@ -13,17 +20,113 @@ import (
 )
 
 // ModeFactory builds one frontend mode wired to the demo cluster. Modes plug into the demo,
-// the dashboard and the comparison by name: add a factory to the registry below.
+// the dashboard, `spread load` and `spread compare` by name: add a factory to the registry
+// below and every one of them offers it.
 type ModeFactory struct {
 	Name        string
 	Description string
 	Build       func(c *Cluster, o ModeOptions) (frontend.Mode, error)
+	// Cluster, if set, adjusts the configuration of a cluster started for this mode alone
+	// (as `spread compare` does), e.g. a server-side MaxConnectionAge. On a shared cluster
+	// that lacks what the mode needs, Build returns an error wrapping ErrClusterLacks.
+	Cluster func(*ClusterConfig)
 }
+
+// ErrClusterLacks marks a mode that needs a cluster setting the running cluster does not have.
+var ErrClusterLacks = errors.New("the cluster lacks a setting this mode needs")
 
 // ModeOptions tunes how modes are built.
 type ModeOptions struct {
 	// DNSRefreshInterval is the dns-refresh mode's interval (default 5s).
 	DNSRefreshInterval time.Duration
+	// Tuned applies the tuned client settings (see Tune) to every mode built.
+	Tuned bool
+}
+
+// Tuned client settings, so that a frozen pod (TCP open, nothing answers) is ejected quickly.
+const (
+	// TunedKeepaliveTime is the client keepalive ping interval: 10 s is the least grpc-go
+	// allows (it raises anything lower to 10 s); the backends permit pings every 5 s.
+	TunedKeepaliveTime = 10 * time.Second
+	// TunedKeepaliveTimeout closes a connection whose ping is not answered within it.
+	TunedKeepaliveTimeout = time.Second
+	// TunedCallTimeout is the per-call deadline (service config method timeout on SayHello):
+	// calls to a frozen pod fail after it, feeding outlier detection.
+	TunedCallTimeout = 500 * time.Millisecond
+	// TunedEjectionInterval is how often outlier detection looks at the counts.
+	TunedEjectionInterval = 500 * time.Millisecond
+)
+
+// tunedServiceConfig wraps a child policy in outlier detection (failure-percentage
+// ejection: a pod failing at least half of its calls, with 5 or more calls in an interval,
+// is ejected for 30 s, then for longer if it fails again; at most half the pods at once),
+// turns on client-side health checking (a draining pod is left at once), and bounds unary
+// calls by TunedCallTimeout. Streams are not bounded by it.
+func tunedServiceConfig(child string) string {
+	return fmt.Sprintf(`{
+  "loadBalancingConfig": [{"outlier_detection_experimental": {
+    "interval": "%s", "baseEjectionTime": "30s", "maxEjectionTime": "300s", "maxEjectionPercent": 50,
+    "failurePercentageEjection": {"threshold": 50, "enforcementPercentage": 100, "minimumHosts": 3, "requestVolume": 5},
+    "childPolicy": [{%q: {}}]}}],
+  "healthCheckConfig": {"serviceName": ""},
+  "methodConfig": [{"name": [{"service": "echo.EchoServer", "method": "SayHello"}], "timeout": "%s"}]
+}`, durationJSON(TunedEjectionInterval), child, durationJSON(TunedCallTimeout))
+}
+
+func durationJSON(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s" }
+
+// Tune returns m with the tuned client settings: keepalive (TunedKeepaliveTime and
+// TunedKeepaliveTimeout), client-side health checking, outlier detection around its policy
+// and a per-call deadline. See tunedServiceConfig.
+func Tune(m frontend.Mode) frontend.Mode {
+	policy := m.Policy
+	if policy == "" {
+		policy = frontend.RoundRobin
+	}
+	m.HealthCheck = true
+	m.ServiceConfigJSON = tunedServiceConfig(policy)
+	m.DialOptions = append(slices.Clip(m.DialOptions), grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		Time: TunedKeepaliveTime, Timeout: TunedKeepaliveTimeout,
+	}))
+	return m
+}
+
+// MCAAge is the server-side MaxConnectionAge of the headless-mca mode's cluster, the value
+// the baselines measured with.
+const MCAAge = 5 * time.Second
+
+func buildHeadless(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
+	return frontend.Mode{Target: c.Target(HeadlessService), Policy: frontend.RoundRobin}, nil
+}
+
+func buildDNSRefresh(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+	iv := o.DNSRefreshInterval
+	if iv == 0 {
+		iv = dnsrefresh.DefaultInterval
+	}
+	minIv := min(dnsrefresh.DefaultMinInterval, iv)
+	// No resolver-sent service config: the mode's own (default) service config governs, so
+	// tuned variants keep their outlier detection and call deadline.
+	b, err := dnsrefresh.NewBuilder(dnsrefresh.WithInterval(iv), dnsrefresh.WithMinInterval(minIv), dnsrefresh.WithServiceConfig(""))
+	if err != nil {
+		return frontend.Mode{}, err
+	}
+	return frontend.Mode{
+		Target:    fmt.Sprintf("%s://%s/%s.:%d", dnsrefresh.Scheme, c.DNSAddr(), c.ServiceName(HeadlessService), c.Port()),
+		Policy:    frontend.RoundRobin,
+		Resolvers: []resolver.Builder{b},
+	}, nil
+}
+
+// tuned makes a registry entry's builder return the tuned variant.
+func tuned(build func(*Cluster, ModeOptions) (frontend.Mode, error)) func(*Cluster, ModeOptions) (frontend.Mode, error) {
+	return func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+		m, err := build(c, o)
+		if err != nil {
+			return m, err
+		}
+		return Tune(m), nil
+	}
 }
 
 // modeRegistry lists every mode the demo knows, in display order.
@@ -38,29 +141,30 @@ var modeRegistry = []ModeFactory{
 	{
 		Name:        "headless",
 		Description: "headless Service + dns:/// + round_robin: every pod IP, one call each in turn (DNS read once)",
-		Build: func(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
-			return frontend.Mode{Target: c.Target(HeadlessService), Policy: frontend.RoundRobin}, nil
-		},
+		Build:       buildHeadless,
 	},
 	{
 		Name:        "dns-refresh",
 		Description: "headless Service + dns+refresh:/// + round_robin: DNS re-read on an interval, its TTL and connection loss",
+		Build:       buildDNSRefresh,
+	},
+	{
+		Name: "headless-mca",
+		Description: fmt.Sprintf("headless + round_robin, pods with server-side MaxConnectionAge %v: "+
+			"reconnects make grpc-go re-resolve (at most every 30 s)", MCAAge),
 		Build: func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
-			iv := o.DNSRefreshInterval
-			if iv == 0 {
-				iv = dnsrefresh.DefaultInterval
+			if c.Config().MaxConnectionAge == 0 {
+				return frontend.Mode{}, fmt.Errorf("needs pods with MaxConnectionAge (demo --max-connection-age): %w", ErrClusterLacks)
 			}
-			minIv := min(dnsrefresh.DefaultMinInterval, iv)
-			b, err := dnsrefresh.NewBuilder(dnsrefresh.WithInterval(iv), dnsrefresh.WithMinInterval(minIv))
-			if err != nil {
-				return frontend.Mode{}, err
-			}
-			return frontend.Mode{
-				Target:    fmt.Sprintf("%s://%s/%s.:%d", dnsrefresh.Scheme, c.DNSAddr(), c.ServiceName(HeadlessService), c.Port()),
-				Policy:    frontend.RoundRobin,
-				Resolvers: []resolver.Builder{b},
-			}, nil
+			return buildHeadless(c, o)
 		},
+		Cluster: func(cfg *ClusterConfig) { cfg.MaxConnectionAge = MCAAge },
+	},
+	{
+		Name: "dns-refresh-tuned",
+		Description: fmt.Sprintf("dns-refresh + keepalive %v/%v, health checks, outlier detection (%v), %v call deadline: frozen pods ejected fast",
+			TunedKeepaliveTime, TunedKeepaliveTimeout, TunedEjectionInterval, TunedCallTimeout),
+		Build: tuned(buildDNSRefresh),
 	},
 	{
 		Name:        "kube",
@@ -92,22 +196,39 @@ func ModeNames() []string {
 	return names
 }
 
-// BuildModes builds the named modes (all of them when names is empty) for cluster c.
+// LookupMode returns the registry entry of the named mode.
+func LookupMode(name string) (ModeFactory, error) {
+	i := slices.IndexFunc(modeRegistry, func(f ModeFactory) bool { return f.Name == name })
+	if i < 0 {
+		return ModeFactory{}, fmt.Errorf("demo: unknown mode %q (have %s)", name, strings.Join(ModeNames(), ", "))
+	}
+	return modeRegistry[i], nil
+}
+
+// BuildModes builds the named modes for cluster c. With no names it builds every mode the
+// cluster can serve, skipping those that need a cluster setting it lacks (ErrClusterLacks).
 func BuildModes(c *Cluster, o ModeOptions, names ...string) ([]frontend.Mode, error) {
-	if len(names) == 0 {
+	all := len(names) == 0
+	if all {
 		names = ModeNames()
 	}
 	var out []frontend.Mode
 	for _, n := range names {
-		i := slices.IndexFunc(modeRegistry, func(f ModeFactory) bool { return f.Name == n })
-		if i < 0 {
-			return nil, fmt.Errorf("demo: unknown mode %q (have %v)", n, ModeNames())
+		f, err := LookupMode(n)
+		if err != nil {
+			return nil, err
 		}
-		m, err := modeRegistry[i].Build(c, o)
+		m, err := f.Build(c, o)
+		if all && errors.Is(err, ErrClusterLacks) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("demo: mode %s: %w", n, err)
 		}
-		m.Name, m.Description = n, modeRegistry[i].Description
+		if o.Tuned && m.ServiceConfigJSON == "" {
+			m = Tune(m)
+		}
+		m.Name, m.Description = n, f.Description
 		out = append(out, m)
 	}
 	return out, nil

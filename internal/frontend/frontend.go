@@ -51,6 +51,10 @@ type Mode struct {
 	Resolvers []resolver.Builder
 	// DialOptions are extra options for this mode (keepalive, ...).
 	DialOptions []grpc.DialOption
+	// ServiceConfigJSON, if set, is the whole default service config (outlier detection,
+	// method timeouts, ...) instead of the one rendered from Policy and HealthCheck; Policy
+	// then only names the policy for display.
+	ServiceConfigJSON string
 }
 
 // checkScheme refuses targets whose scheme no resolver serves: grpc.NewClient would quietly
@@ -77,6 +81,9 @@ func (m Mode) checkScheme() error {
 
 // ServiceConfig renders the mode's default service config JSON ("" when it sets nothing).
 func (m Mode) ServiceConfig() string {
+	if m.ServiceConfigJSON != "" {
+		return m.ServiceConfigJSON
+	}
 	var parts []string
 	if m.Policy != "" {
 		parts = append(parts, fmt.Sprintf(`"loadBalancingConfig":[{%q:{}}]`, m.Policy))
@@ -225,14 +232,7 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 			f.Close()
 			return nil, fmt.Errorf("frontend: mode %q: target %q: %w", md.Name, md.Target, err)
 		}
-		dopts := []grpc.DialOption{grpc.WithTransportCredentials(cfg.Creds)}
-		if len(md.Resolvers) > 0 {
-			dopts = append(dopts, grpc.WithResolvers(md.Resolvers...))
-		}
-		if sc := md.ServiceConfig(); sc != "" {
-			dopts = append(dopts, grpc.WithDefaultServiceConfig(sc))
-		}
-		dopts = append(dopts, md.DialOptions...)
+		dopts := md.ClientOptions(cfg.Creds)
 		conn, err := grpc.NewClient(md.Target, dopts...)
 		if err != nil {
 			f.Close()
@@ -244,6 +244,35 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 	}
 	f.routes()
 	return f, nil
+}
+
+// ClientOptions returns the dial options of the mode's connections: creds (nil: insecure),
+// its resolvers, its service config and its extra options.
+func (m Mode) ClientOptions(creds credentials.TransportCredentials) []grpc.DialOption {
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if len(m.Resolvers) > 0 {
+		dopts = append(dopts, grpc.WithResolvers(m.Resolvers...))
+	}
+	if sc := m.ServiceConfig(); sc != "" {
+		dopts = append(dopts, grpc.WithDefaultServiceConfig(sc))
+	}
+	return append(dopts, m.DialOptions...)
+}
+
+// Dial creates a client connection for the mode, as the frontend does for each mode, after
+// checking that a resolver serves its target's scheme. The caller closes it.
+func Dial(m Mode, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	if err := m.checkScheme(); err != nil {
+		return nil, fmt.Errorf("frontend: mode %q: target %q: %w", m.Name, m.Target, err)
+	}
+	conn, err := grpc.NewClient(m.Target, m.ClientOptions(creds)...)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: mode %q: target %q: %w", m.Name, m.Target, err)
+	}
+	return conn, nil
 }
 
 func defaultName() string {

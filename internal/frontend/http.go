@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -102,20 +101,22 @@ type CallError struct {
 // Result is the JSON answer of /call/{mode}, /backend and /backendlb. "frontend" and
 // "backends" keep the sample's shape.
 type Result struct {
-	Frontend  string         `json:"frontend"`
-	Backends  []string       `json:"backends"`
-	Mode      string         `json:"mode"`
-	Target    string         `json:"target"`
-	Policy    string         `json:"policy,omitempty"`
-	Stream    bool           `json:"stream"`
-	Fresh     bool           `json:"fresh"`
-	Calls     int            `json:"calls"`
-	OK        int            `json:"ok"`
-	Failed    int            `json:"failed"`
-	Counts    map[string]int `json:"counts"`
-	Pods      []string       `json:"pods"`
-	Errors    []CallError    `json:"errors"`
-	ElapsedMS float64        `json:"elapsed_ms"`
+	Frontend string         `json:"frontend"`
+	Backends []string       `json:"backends"`
+	Mode     string         `json:"mode"`
+	Target   string         `json:"target"`
+	Policy   string         `json:"policy,omitempty"`
+	Stream   bool           `json:"stream"`
+	Fresh    bool           `json:"fresh"`
+	Calls    int            `json:"calls"`
+	OK       int            `json:"ok"`
+	Failed   int            `json:"failed"`
+	Counts   map[string]int `json:"counts"`
+	Pods     []string       `json:"pods"`
+	Errors   []CallError    `json:"errors"`
+	// Resumes counts how often a stream was re-opened (stream-age ends and breaks).
+	Resumes   int     `json:"resumes,omitempty"`
+	ElapsedMS float64 `json:"elapsed_ms"`
 }
 
 func (r *Result) add(i int, reply *echo.EchoReply, err error) {
@@ -214,33 +215,30 @@ func (f *Frontend) Call(ctx context.Context, m *mode, p CallParams) *Result {
 	return res
 }
 
-// stream makes one SayHelloStream of p.N messages. All of them come from one pod: a stream
-// lives on one connection to one backend for its whole life.
+// stream makes one logical SayHelloStream of p.N messages. A stream lives on one connection
+// to one backend; it moves only when the backend ends it for its age (MaxStreamAge) or it
+// breaks, and then it resumes after the last message seen (see echo.ReadStream).
 func (f *Frontend) stream(ctx context.Context, mode string, client echo.EchoServerClient, p CallParams, res *Result) {
 	sctx, cancel := context.WithTimeout(ctx, f.cfg.CallTimeout+time.Duration(p.N)*p.Interval)
 	defer cancel()
 	t0 := time.Now()
-	st, err := client.SayHelloStream(sctx, &echo.EchoRequest{
+	i := 0
+	st, err := echo.ReadStream(sctx, client, &echo.EchoRequest{
 		Name: "stream RPC msg", Count: uint32(p.N), IntervalMs: uint32(p.Interval / time.Millisecond),
-	})
-	if err != nil {
-		res.add(0, nil, err)
-		res.Failed += p.N - 1
-		f.observe(mode, "", err, time.Since(t0))
-		return
-	}
-	for i := range p.N {
-		reply, err := st.Recv()
-		if err == io.EOF {
-			err = fmt.Errorf("stream ended after %d of %d messages", i, p.N)
-		}
-		f.observe(mode, reply.GetPod(), err, time.Since(t0))
+	}, func(reply *echo.EchoReply) {
+		f.observe(mode, reply.GetPod(), nil, time.Since(t0))
 		t0 = time.Now()
-		res.add(i, reply, err)
-		if err != nil {
-			res.Failed += p.N - i - 1
-			return
-		}
+		res.add(i, reply, nil)
+		i++
+	})
+	res.Resumes = st.Opens - 1
+	if err == nil && st.Received < p.N {
+		err = fmt.Errorf("stream ended after %d of %d messages", st.Received, p.N)
+	}
+	if err != nil {
+		f.observe(mode, "", err, time.Since(t0))
+		res.add(i, nil, err)
+		res.Failed += p.N - st.Received - 1
 	}
 }
 

@@ -152,7 +152,8 @@ func TestRunFakeClock(t *testing.T) {
 		return pods[n%len(pods)], nil
 	}
 	var observed int
-	rep, err := Run(context.Background(), Config{Rate: 100, Duration: 3 * time.Second, Window: 500 * time.Millisecond}, call,
+	// The fake clock runs the whole schedule at once: room for every call in flight.
+	rep, err := Run(context.Background(), Config{Rate: 100, Duration: 3 * time.Second, Window: 500 * time.Millisecond, MaxInFlight: 1000}, call,
 		WithClock(clk), WithObserver(func(Sample) { observed++ }))
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +191,7 @@ func TestRunFakeClock(t *testing.T) {
 
 func TestRunMaxCalls(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(0, 0)}
-	rep, err := Run(context.Background(), Config{Rate: 1000, Duration: time.Hour, Window: time.Hour, MaxCalls: 25},
+	rep, err := Run(context.Background(), Config{Rate: 1000, Duration: time.Hour, Window: time.Hour, MaxCalls: 25, MaxInFlight: 1000},
 		func(context.Context) (string, error) { return "p", nil }, WithClock(clk))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
+
+	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/load"
+	"github.com/spread-grpc/spread/resolver/dnsrefresh"
+)
+
+const loadUsage = `spread load (--target TARGET | --url URL) [flags]: open-loop, rate-paced load
+
+  --target dns:///be-srv-lb.default.svc.cluster.local:50051    a gRPC target (any scheme:
+           dns, dns+refresh, passthrough, ...), balanced by --lb
+  --url http://127.0.0.1:8081/call/headless                   a Spread frontend mode: one
+           GET ?n=1 per call
+
+Call i is due at start + i/rate whatever the backends do; calls that find --concurrency calls
+in flight are dropped and counted, never delayed. The run stops after --duration or
+--max-calls. --stream keeps --concurrency long-lived streams open instead (resumed across
+the backends' stream-age ends), messages paced by the server at --rate in total.`
+
+// DefaultStreams is how many streams --stream keeps open unless --concurrency says otherwise.
+const DefaultStreams = 10
+
+func runLoad(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("load", e)
+	target := fs.String("target", "", "gRPC target to call directly")
+	modeURL := fs.String("url", "", "Spread frontend mode URL to call (http://host:port/call/{mode})")
+	lb := fs.String("lb", frontend.RoundRobin, "load balancing policy for --target: pick_first or round_robin")
+	var cfg load.Config
+	fs.Float64Var(&cfg.Rate, "rate", 100, "offered calls per second (> 0)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to offer load (> 0)")
+	fs.IntVar(&cfg.MaxCalls, "max-calls", 0, "stop after this many calls (0: only --duration bounds the run)")
+	fs.IntVar(&cfg.MaxInFlight, "concurrency", load.DefaultMaxInFlight, "most calls in flight (with --stream: how many streams, default 10)")
+	fs.DurationVar(&cfg.Window, "window", time.Second, "width of the per-pod count windows")
+	fs.DurationVar(&cfg.CallTimeout, "call-timeout", load.DefaultCallTimeout, "deadline of each call")
+	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "bound on the first call that checks the target is reachable")
+	stream := fs.Bool("stream", false, "long-lived resuming SayHelloStream streams instead of unary calls (--target only)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.Usage = func() { fmt.Fprintln(e.stderr, loadUsage); fs.PrintDefaults() }
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *stream && !set["concurrency"] {
+		cfg.MaxInFlight = DefaultStreams
+	}
+	if (*target == "") == (*modeURL == "") {
+		return usageError{errors.New("give exactly one of --target (a gRPC target) and --url (a frontend mode URL)")}
+	}
+	if *lb != frontend.PickFirst && *lb != frontend.RoundRobin {
+		return usageError{fmt.Errorf("--lb %q: want %s or %s", *lb, frontend.PickFirst, frontend.RoundRobin)}
+	}
+	if *stream && *modeURL != "" {
+		return usageError{errors.New("--stream needs --target: a frontend answers each HTTP request with its own short stream")}
+	}
+	if cfg.MaxInFlight < 1 {
+		return usageError{fmt.Errorf("--concurrency %d: want 1 or more", cfg.MaxInFlight)}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if *connectTimeout <= 0 {
+		return usageError{fmt.Errorf("--connect-timeout %v: want more than 0", *connectTimeout)}
+	}
+
+	var call load.CallFunc
+	var client echo.EchoServerClient
+	what := *target
+	if *modeURL != "" {
+		u, err := url.Parse(*modeURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasPrefix(u.Path, "/call/") {
+			return usageError{fmt.Errorf("--url %q: want a frontend mode URL like http://127.0.0.1:8081/call/headless", *modeURL)}
+		}
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.MaxInFlight, MaxConnsPerHost: cfg.MaxInFlight, IdleConnTimeout: 30 * time.Second}}
+		defer hc.CloseIdleConnections()
+		call, what = load.HTTPFrontend(hc, *modeURL), *modeURL
+	} else {
+		b, err := dnsrefresh.NewBuilder(dnsrefresh.WithServiceConfig("")) // --lb decides
+		if err != nil {
+			return err
+		}
+		conn, err := frontend.Dial(frontend.Mode{Name: "load", Target: *target, Policy: *lb, Resolvers: []resolver.Builder{b}}, nil)
+		if err != nil {
+			return usageError{fmt.Errorf("--target %q: %w", *target, err)}
+		}
+		defer conn.Close()
+		conn.Connect()
+		client = echo.NewEchoServerClient(conn)
+		call = load.Unary(client)
+	}
+	// Reachable? One bounded call before the run, so a wrong address is one clear error
+	// instead of a report full of failures.
+	pctx, cancel := context.WithTimeout(ctx, *connectTimeout)
+	pod, err := call(pctx)
+	cancel()
+	if err != nil && *modeURL != "" && status.Code(err) == codes.InvalidArgument {
+		return usageError{fmt.Errorf("--url: %s", status.Convert(err).Message())} // unknown mode, bad parameter
+	}
+	if err != nil {
+		return fmt.Errorf("%s is not reachable (first call, bounded by --connect-timeout %v): %w", what, *connectTimeout, err)
+	}
+	fmt.Fprintf(e.stderr, "spread load: %s answers (pod %s); offering %g calls/s for %v\n", what, pod, cfg.Rate, cfg.Duration)
+
+	var opts []load.Option
+	stopProgress := func() {}
+	if f, ok := e.stdout.(*os.File); ok && !*asJSON && isTerminal(f) {
+		var done, failed atomic.Int64
+		opts = append(opts, load.WithObserver(func(s load.Sample) {
+			done.Add(1)
+			if s.Code != 0 {
+				failed.Add(1)
+			}
+		}))
+		stopProgress = progress(f, time.Now(), cfg.Duration, &done, &failed)
+	}
+	cpu0 := processCPU()
+	var rep *load.Report
+	if *stream {
+		per := time.Duration(float64(time.Second) * float64(cfg.MaxInFlight) / cfg.Rate)
+		per = max(per, time.Millisecond)
+		count := uint32(min(float64(cfg.Duration/per)+10, 100000))
+		rep, err = load.RunStreams(ctx, cfg, cfg.MaxInFlight, load.ResumingStream(client, count, per), opts...)
+	} else {
+		rep, err = load.Run(ctx, cfg, call, opts...)
+	}
+	stopProgress()
+	if err != nil {
+		return err
+	}
+	cpu := processCPU() - cpu0
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printSummary(e.stdout, what, rep)
+	if rep.Started > 0 {
+		fmt.Fprintf(e.stdout, "\nclient CPU  %.0f ms user+sys for %d calls: %.1f ms per 1,000 calls (this process, including gRPC)\n",
+			float64(cpu)/float64(time.Millisecond), rep.Started, float64(cpu)/float64(time.Millisecond)*1000/float64(rep.Started))
+	}
+	return nil
+}
+
+// processCPU is the CPU time (user + system) this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// isTerminal reports whether f is a character device (a terminal), without a dependency.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progress rewrites one status line on the terminal every 200 ms until the returned stop.
+func progress(w io.Writer, start time.Time, total time.Duration, done, failed *atomic.Int64) func() {
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				el := time.Since(start)
+				fmt.Fprintf(w, "\r\033[K%5.1fs / %v  calls %d  failed %d  %.0f/s", el.Seconds(), total, done.Load(), failed.Load(), float64(done.Load())/el.Seconds())
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
+
+func printSummary(w io.Writer, what string, r *load.Report) {
+	fmt.Fprintf(w, "target      %s\n", what)
+	fmt.Fprintf(w, "rate        %.1f/s offered (asked %g/s), stopped by %s after %.2fs\n", r.AchievedRate, r.TargetRate, r.Stopped, r.ElapsedMS/1000)
+	fmt.Fprintf(w, "calls       %d scheduled, %d started, %d ok, %d failed, %d dropped (concurrency limit)\n", r.Scheduled, r.Started, r.OK, r.Failed, r.Dropped)
+	if len(r.Errors) > 0 {
+		codes := make([]string, 0, len(r.Errors))
+		for c := range r.Errors {
+			codes = append(codes, c)
+		}
+		sort.Strings(codes)
+		fmt.Fprintf(w, "errors     ")
+		for _, c := range codes {
+			fmt.Fprintf(w, " %s=%d", c, r.Errors[c])
+		}
+		fmt.Fprintln(w)
+	}
+	l := r.Latency
+	fmt.Fprintf(w, "latency     p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms\n", l.P50MS, l.P90MS, l.P99MS, l.MaxMS, l.MeanMS)
+	fmt.Fprintf(w, "\n%-44s %8s %7s %9s\n", "pod", "calls", "share", "first")
+	for _, p := range r.PodNames() {
+		fmt.Fprintf(w, "%-44s %8d %6.1f%% %8.0fms\n", p, r.Pods[p], 100*float64(r.Pods[p])/float64(max(r.OK, 1)), r.FirstMS[p])
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/load"
+)
+
+func TestLoadAndCompareBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"load"}, "exactly one of --target"},
+		{[]string{"load", "--target=x", "--url=http://a/call/b"}, "exactly one of --target"},
+		{[]string{"load", "--target=x", "--rate=-5"}, "rate -5 calls/s is negative"},
+		{[]string{"load", "--target=x", "--rate=0"}, "rate is 0"},
+		{[]string{"load", "--target=x", "--duration=0s"}, "duration is 0"},
+		{[]string{"load", "--target=x", "--max-calls=-1"}, "max calls -1"},
+		{[]string{"load", "--target=x", "--concurrency=0"}, "--concurrency 0"},
+		{[]string{"load", "--target=x", "--lb=random"}, `--lb "random"`},
+		{[]string{"load", "--target=nope:///x"}, `no resolver for scheme "nope"`},
+		{[]string{"load", "--url=ftp://x/call/a"}, "want a frontend mode URL"},
+		{[]string{"load", "--url=http://127.0.0.1:1/call/a", "--stream"}, "--stream needs --target"},
+		{[]string{"compare", "--modes=nope"}, `unknown mode "nope"`},
+		{[]string{"compare", "--scenarios=nope"}, `unknown scenario "nope"`},
+		{[]string{"compare", "--rate=-1"}, "rate -1"},
+		{[]string{"compare", "--duration=0s"}, "duration 0s"},
+		{[]string{"compare", "--event-at=2"}, "event at 2"},
+		{[]string{"compare", "--parallel=-1"}, "--parallel -1"},
+	} {
+		code, out := runCmd(tc.args...)
+		if code != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("spread %v: exit %d, output %q; want exit 2 mentioning %q", tc.args, code, out, tc.want)
+		}
+	}
+	// An unreachable target is found by the bounded first call: exit 1, no run.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	if code, out := runCmd("load", "--target=passthrough:///"+addr, "--connect-timeout=2s"); code != 1 || !strings.Contains(out, "not reachable") {
+		t.Errorf("unreachable target: exit %d %q; want exit 1, not reachable", code, out)
+	}
+}
+
+// spread load against a real cluster stops by itself, bounded by --max-calls, and its JSON
+// report counts every pod.
+func TestLoadRuns(t *testing.T) {
+	c, err := demo.StartCluster(demo.ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.71.1"), PodPort: 0,
+		VIP: "127.96.71.10:0", DNSAddr: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(t.Context())
+	code, out := runCmd("load", "--target="+c.Target(demo.HeadlessService), "--rate=500", "--duration=5s", "--max-calls=300", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var rep load.Report
+	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	if rep.Scheduled != 300 || rep.OK != 300 || len(rep.Pods) != 3 || rep.Stopped != load.StoppedMaxCalls {
+		t.Errorf("report: scheduled %d ok %d pods %v stopped %s; want 300 calls over 3 pods, stopped by max-calls", rep.Scheduled, rep.OK, rep.Pods, rep.Stopped)
+	}
+}
