@@ -118,6 +118,31 @@ func buildDNSRefresh(c *Cluster, o ModeOptions) (frontend.Mode, error) {
 	}, nil
 }
 
+// buildKube builds the kubernetes:/// mode over the demo's endpoint model. The resolver pushes
+// its own service config (round_robin + health checking by default), which overrides the
+// mode's default one, so a tuned kube mode hands the tuned config to the resolver itself.
+func buildKube(tune bool) func(*Cluster, ModeOptions) (frontend.Mode, error) {
+	return func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+		tune := tune || o.Tuned
+		sc := kuberesolver.DefaultServiceConfig
+		if tune {
+			sc = tunedServiceConfig(frontend.RoundRobin)
+		}
+		b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.log), kuberesolver.WithServiceConfig(sc))
+		if err != nil {
+			return frontend.Mode{}, err
+		}
+		m := frontend.Mode{
+			Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, HeadlessService, Namespace, PortName),
+			Resolvers: []resolver.Builder{b},
+		}
+		if tune {
+			m = Tune(m)
+		}
+		return m, nil
+	}
+}
+
 // tuned makes a registry entry's builder return the tuned variant.
 func tuned(build func(*Cluster, ModeOptions) (frontend.Mode, error)) func(*Cluster, ModeOptions) (frontend.Mode, error) {
 	return func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
@@ -169,16 +194,13 @@ var modeRegistry = []ModeFactory{
 	{
 		Name:        "kube",
 		Description: "kubernetes:/// resolver: follows the Service's endpoints as they change (here the demo's endpoint model stands in for the EndpointSlice watch)",
-		Build: func(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
-			b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.log))
-			if err != nil {
-				return frontend.Mode{}, err
-			}
-			return frontend.Mode{
-				Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, HeadlessService, Namespace, PortName),
-				Resolvers: []resolver.Builder{b},
-			}, nil
-		},
+		Build:       buildKube(false),
+	},
+	{
+		Name: "kube-tuned",
+		Description: fmt.Sprintf("kubernetes:/// + keepalive %v/%v, health checks, outlier detection (%v), %v call deadline: frozen pods ejected fast",
+			TunedKeepaliveTime, TunedKeepaliveTimeout, TunedEjectionInterval, TunedCallTimeout),
+		Build: buildKube(true),
 	},
 	{
 		Name:        "xds",
