@@ -22,6 +22,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/spread-grpc/spread/internal/httpjson"
 )
 
 //go:embed static
@@ -163,7 +165,7 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", noCache(http.FileServerFS(static))))
 	mux.HandleFunc("GET /events", d.serveEvents)
 	mux.HandleFunc("GET /dashboard/state", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.State())
+		httpjson.Write(w, http.StatusOK, d.State())
 	})
 	if d.controls == nil {
 		return
@@ -372,18 +374,6 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		}
 	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
 var errUnknownMode = errors.New("unknown mode")

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/httpjson"
 	"github.com/spread-grpc/spread/internal/load"
 )
 
@@ -127,7 +128,7 @@ func (l *loads) close() {
 func (d *Dashboard) startLoad(w http.ResponseWriter, r *http.Request) {
 	mode := r.PathValue("mode")
 	if !d.hasMode(mode) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%w %q", errUnknownMode, mode))
+		httpjson.Error(w, http.StatusNotFound, fmt.Errorf("%w %q", errUnknownMode, mode))
 		return
 	}
 	q := r.URL.Query()
@@ -135,7 +136,7 @@ func (d *Dashboard) startLoad(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("rate"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(f > 0 && f <= MaxLoadRate) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("rate=%q: want calls per second, more than 0 and at most %d", v, MaxLoadRate))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("rate=%q: want calls per second, more than 0 and at most %d", v, MaxLoadRate))
 			return
 		}
 		rate = f
@@ -144,26 +145,26 @@ func (d *Dashboard) startLoad(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("duration"); v != "" {
 		dd, err := time.ParseDuration(v)
 		if err != nil || dd <= 0 || dd > MaxLoadDuration {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("duration=%q: want a duration like 30s, more than 0 and at most %v", v, MaxLoadDuration))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("duration=%q: want a duration like 30s, more than 0 and at most %v", v, MaxLoadDuration))
 			return
 		}
 		dur = dd
 	}
 	if err := d.loads.start(mode, rate, dur); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err)
+		httpjson.Error(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"mode": mode, "rate": rate, "duration": dur.String()})
+	httpjson.Write(w, http.StatusAccepted, map[string]any{"mode": mode, "rate": rate, "duration": dur.String()})
 }
 
 // stopLoad serves DELETE /dashboard/load/{mode}.
 func (d *Dashboard) stopLoad(w http.ResponseWriter, r *http.Request) {
 	mode := r.PathValue("mode")
 	if !d.hasMode(mode) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%w %q", errUnknownMode, mode))
+		httpjson.Error(w, http.StatusNotFound, fmt.Errorf("%w %q", errUnknownMode, mode))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"mode": mode, "stopped": d.loads.stop(mode)})
+	httpjson.Write(w, http.StatusOK, map[string]any{"mode": mode, "stopped": d.loads.stop(mode)})
 }
 
 func (d *Dashboard) hasMode(name string) bool {

@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spread-grpc/spread/internal/dashboard"
+	"github.com/spread-grpc/spread/internal/httpjson"
 )
 
 // ClusterState is what GET /cluster returns.
@@ -75,28 +75,28 @@ func (c *Cluster) PodStates() []dashboard.PodState {
 func (c *Cluster) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, c.State())
+		httpjson.Write(w, http.StatusOK, c.State())
 	})
 	mux.HandleFunc("POST /cluster/scale", func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("replicas")
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > MaxReplicas {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("replicas=%q: want a whole number from 0 to %d", v, MaxReplicas))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("replicas=%q: want a whole number from 0 to %d", v, MaxReplicas))
 			return
 		}
 		if err := c.Scale(n); err != nil {
-			writeError(w, http.StatusInternalServerError, err)
+			httpjson.Error(w, http.StatusInternalServerError, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, c.State())
+		httpjson.Write(w, http.StatusOK, c.State())
 	})
 	mux.HandleFunc("POST /cluster/rollout", func(w http.ResponseWriter, r *http.Request) {
 		st, err := c.Rollout()
 		if err != nil {
-			writeError(w, http.StatusConflict, err)
+			httpjson.Error(w, http.StatusConflict, err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, st)
+		httpjson.Write(w, http.StatusAccepted, st)
 	})
 	mux.HandleFunc("POST /cluster/pods/{pod}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		pod, action := r.PathValue("pod"), r.PathValue("action")
@@ -112,12 +112,12 @@ func (c *Cluster) Handler() http.Handler {
 		case "slow":
 			var d time.Duration
 			if d, err = time.ParseDuration(r.URL.Query().Get("delay")); err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Errorf("delay=%q: want a duration like 200ms (0 to 1m)", r.URL.Query().Get("delay")))
+				httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("delay=%q: want a duration like 200ms (0 to 1m)", r.URL.Query().Get("delay")))
 				return
 			}
 			name, err = c.Slow(pod, d)
 		default:
-			writeError(w, http.StatusNotFound, fmt.Errorf("unknown action %q: want kill, delete, freeze, thaw or slow", action))
+			httpjson.Error(w, http.StatusNotFound, fmt.Errorf("unknown action %q: want kill, delete, freeze, thaw or slow", action))
 			return
 		}
 		if err != nil {
@@ -127,22 +127,10 @@ func (c *Cluster) Handler() http.Handler {
 			} else if strings.Contains(err.Error(), "want") {
 				code = http.StatusBadRequest
 			}
-			writeError(w, code, err)
+			httpjson.Error(w, code, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"pod": name, "action": action})
+		httpjson.Write(w, http.StatusOK, map[string]string{"pod": name, "action": action})
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
 }

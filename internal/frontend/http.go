@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/internal/dashboard"
+	"github.com/spread-grpc/spread/internal/httpjson"
 )
 
 // Query limits of /call/{mode}.
@@ -145,7 +145,7 @@ func (f *Frontend) routes() {
 	}
 	f.dash.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb", "GET /events", "GET /dashboard/state"}, "modes": f.order})
+		httpjson.Write(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb", "GET /events", "GET /dashboard/state"}, "modes": f.order})
 	})
 	f.mux = mux
 }
@@ -153,7 +153,7 @@ func (f *Frontend) routes() {
 func (f *Frontend) serveCall(w http.ResponseWriter, r *http.Request, name string) {
 	m, ok := f.modes[name]
 	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown mode %q", name), "modes": f.order})
+		httpjson.Write(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown mode %q", name), "modes": f.order})
 		return
 	}
 	p, err := ParseCallParams(r.URL.Query())
@@ -161,13 +161,13 @@ func (f *Frontend) serveCall(w http.ResponseWriter, r *http.Request, name string
 		err = fmt.Errorf("n=%d with interval=%v takes longer than this frontend's request timeout %v", p.N, p.Interval, f.cfg.RequestTimeout)
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "allowed": allowedParams})
+		httpjson.Write(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "allowed": allowedParams})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), f.cfg.RequestTimeout)
 	defer cancel()
 	res := f.Call(ctx, m, p)
-	writeJSON(w, http.StatusOK, res)
+	httpjson.Write(w, http.StatusOK, res)
 }
 
 // Call runs one request's calls over the mode's connection and reports what answered.
@@ -267,7 +267,7 @@ func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
 		f.dash.ServePage(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"frontend": f.cfg.Name, "modes": f.modeInfos()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"frontend": f.cfg.Name, "modes": f.modeInfos()})
 }
 
 // ModeStates lists the modes with their connection states, for the dashboard.
@@ -307,12 +307,4 @@ func wantsHTML(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
