@@ -116,8 +116,9 @@ func TestScenarioClaims(t *testing.T) {
 	}
 }
 
-// A frozen pod (TCP open, never answers) costs the tuned mode under 1% of its calls: the
-// call deadline fails them fast and outlier detection ejects the pod.
+// A frozen pod (TCP open, never answers) costs the tuned modes under 1% of their calls: the
+// call deadline fails them fast and outlier detection ejects the pod, whether the client's
+// service config sets them (dns-refresh-tuned) or the xDS control plane sends them (xds-tuned).
 func TestFrozenPodTuned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster scenario")
@@ -127,7 +128,7 @@ func TestFrozenPodTuned(t *testing.T) {
 	frozen := scenarios(t, "frozen-pod")[0]
 	frozen.Replicas = 10
 	rep, err := Run(ctx, Config{
-		Contenders: contenders(t, "dns-refresh-tuned", "dns-refresh"),
+		Contenders: contenders(t, "dns-refresh-tuned", "xds-tuned", "dns-refresh"),
 		Scenarios:  []Scenario{frozen}, Rate: 100, Duration: 20 * time.Second, EventAt: 0.1, FirstNet: 170,
 	}, nil)
 	if err != nil {
@@ -138,6 +139,12 @@ func TestFrozenPodTuned(t *testing.T) {
 		tuned.Failed, tuned.Report.Scheduled, tuned.FailedPct, plain.Failed, plain.FailedPct)
 	if tuned.FailedPct >= 1 {
 		t.Errorf("tuned: %d of %d calls failed (%.2f%%), want under 1%%", tuned.Failed, tuned.Report.Scheduled, tuned.FailedPct)
+	}
+	// The same outcome when the control plane sends outlier detection and the call deadline.
+	x := get(t, rep, "frozen-pod", "xds-tuned")
+	t.Logf("frozen pod of 10: xds-tuned %d of %d failed (%.2f%%)", x.Failed, x.Report.Scheduled, x.FailedPct)
+	if x.FailedPct >= 1 {
+		t.Errorf("xds-tuned: %d of %d calls failed (%.2f%%), want under 1%%", x.Failed, x.Report.Scheduled, x.FailedPct)
 	}
 	if plain.FailedPct < 5 {
 		t.Errorf("untuned: %.2f%% failed; the frozen pod should cost it about a tenth of its calls", plain.FailedPct)
