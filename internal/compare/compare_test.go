@@ -116,8 +116,9 @@ func TestScenarioClaims(t *testing.T) {
 	}
 }
 
-// A frozen pod (TCP open, never answers) costs the tuned mode under 1% of its calls: the
-// call deadline fails them fast and outlier detection ejects the pod.
+// A frozen pod (TCP open, never answers) costs the tuned modes under 1% of their calls: the
+// call deadline fails them fast and outlier detection ejects the pod, whether the client's
+// service config sets them (dns-refresh-tuned, kube-tuned) or the xDS control plane sends them (xds-tuned).
 func TestFrozenPodTuned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster scenario")
@@ -127,14 +128,16 @@ func TestFrozenPodTuned(t *testing.T) {
 	frozen := scenarios(t, "frozen-pod")[0]
 	frozen.Replicas = 10
 	rep, err := Run(ctx, Config{
-		Contenders: contenders(t, "dns-refresh-tuned", "kube-tuned", "dns-refresh"),
+		Contenders: contenders(t, "dns-refresh-tuned", "kube-tuned", "xds-tuned", "dns-refresh"),
 		Scenarios:  []Scenario{frozen}, Rate: 100, Duration: 20 * time.Second, EventAt: 0.1, FirstNet: 170,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	plain := get(t, rep, "frozen-pod", "dns-refresh")
-	for _, mode := range []string{"dns-refresh-tuned", "kube-tuned"} {
+	// The client's service config sets them (dns-refresh-tuned, kube-tuned) or the control plane
+	// sends them (xds-tuned): the same outcome.
+	for _, mode := range []string{"dns-refresh-tuned", "kube-tuned", "xds-tuned"} {
 		tuned := get(t, rep, "frozen-pod", mode)
 		t.Logf("frozen pod of 10: %s %d of %d failed (%.2f%%), untuned dns-refresh %d (%.2f%%)",
 			mode, tuned.Failed, tuned.Report.Scheduled, tuned.FailedPct, plain.Failed, plain.FailedPct)

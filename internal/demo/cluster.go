@@ -31,7 +31,10 @@ const (
 	Deployment       = "be-deployment"
 	ClusterIPService = "be-srv"
 	HeadlessService  = "be-srv-lb"
-	PortName         = "grpc"
+	// TunedService selects the same pods as ClusterIPService; the demo's xDS control plane
+	// serves it with outlier detection and a call deadline (mode xds-tuned).
+	TunedService = "be-srv-tuned"
+	PortName     = "grpc"
 )
 
 // ClusterConfig describes the simulated cluster.
@@ -449,8 +452,8 @@ func (c *Cluster) Endpoints() endpoint.Set {
 // Services: key.Service is be-srv or be-srv-lb in namespace default, key.Port the port number
 // or "grpc". fn gets the current set first, then every change, until ctx is done.
 func (c *Cluster) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (func(), error) {
-	if key.Namespace != Namespace || (key.Service != HeadlessService && key.Service != ClusterIPService) {
-		return nil, fmt.Errorf("demo: no Service %s/%s (have %s and %s in %s)", key.Namespace, key.Service, ClusterIPService, HeadlessService, Namespace)
+	if key.Namespace != Namespace || (key.Service != HeadlessService && key.Service != ClusterIPService && key.Service != TunedService) {
+		return nil, fmt.Errorf("demo: no Service %s/%s (have %s, %s and %s in %s)", key.Namespace, key.Service, ClusterIPService, HeadlessService, TunedService, Namespace)
 	}
 	if key.Port != PortName && key.Port != strconv.Itoa(c.Port()) {
 		return nil, fmt.Errorf("demo: Service %s has no port %q (have %d, named %q)", key.Service, key.Port, c.Port(), PortName)

@@ -278,6 +278,7 @@ func TestNewPodsByMode(t *testing.T) {
 	waitAllPods(t, d, "dns-refresh", 3)
 	waitAllPods(t, d, "kube", 3)
 	waitAllPods(t, d, "xds", 3)
+	waitAllPods(t, d, "xds-tuned", 3)
 	pinned := call(t, d, "/call/clusterip?n=3").Pods
 	if err := d.Cluster.Scale(5); err != nil {
 		t.Fatal(err)
@@ -285,6 +286,7 @@ func TestNewPodsByMode(t *testing.T) {
 	waitAllPods(t, d, "dns-refresh", 5) // within about a second
 	waitAllPods(t, d, "kube", 5)
 	waitAllPods(t, d, "xds", 5)
+	waitAllPods(t, d, "xds-tuned", 5)
 	if r := call(t, d, "/call/headless?n=100"); len(r.Counts) != 3 {
 		t.Errorf("plain headless reached %d pods after scale-up, want the original 3: %v", len(r.Counts), r.Counts)
 	}

@@ -207,6 +207,13 @@ var modeRegistry = []ModeFactory{
 		Description: "proxyless xDS: the demo's control plane pushes endpoint changes to the grpc-go xDS client (round_robin)",
 		Build:       buildXDSMode,
 	},
+	{
+		Name: "xds-tuned",
+		Description: fmt.Sprintf("xds, the Service annotated for outlier detection (%v) and a %v deadline on SayHello "+
+			"(sent by the control plane), + client keepalive %v/%v: frozen pods ejected fast",
+			TunedEjectionInterval, TunedCallTimeout, TunedKeepaliveTime, TunedKeepaliveTimeout),
+		Build: buildXDSTunedMode,
+	},
 }
 
 // ModeNames lists the modes the demo knows, in display order.

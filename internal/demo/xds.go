@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
 	grpcxds "google.golang.org/grpc/xds" // the grpc-go xDS client: xds:/// resolver and balancers
 
@@ -28,8 +29,25 @@ type xdsControlPlane struct {
 // xds:///be-srv.default:grpc.
 var xdsKey = endpoint.Key{Namespace: Namespace, Service: ClusterIPService, Port: PortName}
 
+// xdsTunedKey is a second Service over the same pods (same selector, as two Services can be
+// in Kubernetes) whose annotations ask the control plane for outlier detection and a call
+// deadline on SayHello: the xDS counterpart of tunedServiceConfig. Clients dial
+// xds:///be-srv-tuned.default:grpc.
+var xdsTunedKey = endpoint.Key{Namespace: Namespace, Service: TunedService, Port: PortName}
+
+// xdsTunedAnnotations are TunedService's annotations: failure-percentage outlier detection
+// (its defaults are tunedServiceConfig's settings) and TunedCallTimeout on SayHello only, so
+// long-lived streams are not cut.
+var xdsTunedAnnotations = map[string]string{
+	xds.AnnotationOutlierDetection:   xds.OutlierFailurePercentage,
+	xds.AnnotationODInterval:         TunedEjectionInterval.String(),
+	xds.AnnotationCallTimeout:        TunedCallTimeout.String(),
+	xds.AnnotationCallTimeoutMethods: "echo.EchoServer/SayHello",
+}
+
 func startXDS(c *Cluster, addr string) (*xdsControlPlane, error) {
-	srv, err := xds.New(c, xds.StaticServices{{Key: xdsKey}}, xds.WithLogger(c.log.With("component", "xds")))
+	svcs := xds.StaticServices{{Key: xdsKey}, {Key: xdsTunedKey, Annotations: xdsTunedAnnotations}}
+	srv, err := xds.New(c, svcs, xds.WithLogger(c.log.With("component", "xds")))
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +93,24 @@ func (c *Cluster) XDSAddr() string {
 }
 
 func buildXDSMode(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
+	return xdsMode(c, xdsKey)
+}
+
+// buildXDSTunedMode dials the annotated Service: the control plane sends outlier detection
+// and the call deadline; the client adds only keepalive (a dial option; no service config,
+// which an xDS channel would ignore anyway).
+func buildXDSTunedMode(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
+	m, err := xdsMode(c, xdsTunedKey)
+	if err != nil {
+		return m, err
+	}
+	m.DialOptions = append(m.DialOptions, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		Time: TunedKeepaliveTime, Timeout: TunedKeepaliveTimeout,
+	}))
+	return m, nil
+}
+
+func xdsMode(c *Cluster, key endpoint.Key) (frontend.Mode, error) {
 	if c.XDSAddr() == "" {
 		return frontend.Mode{}, fmt.Errorf("the xDS control plane is disabled")
 	}
@@ -88,5 +124,5 @@ func buildXDSMode(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
 	if err != nil {
 		return frontend.Mode{}, fmt.Errorf("xds resolver: %w", err)
 	}
-	return frontend.Mode{Target: "xds:///" + xdsKey.String(), Resolvers: []resolver.Builder{rb}}, nil
+	return frontend.Mode{Target: "xds:///" + key.String(), Resolvers: []resolver.Builder{rb}}, nil
 }

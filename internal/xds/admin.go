@@ -22,13 +22,16 @@ type Dump struct {
 
 // ServiceDump is one Service's state in a Dump.
 type ServiceDump struct {
-	Name        string   `json:"name"`
-	Aliases     []string `json:"aliases,omitempty"`
-	Policy      LBPolicy `json:"policy"`
-	HashHeader  string   `json:"hash_header,omitempty"`
-	ConfigError string   `json:"config_error,omitempty"`
-	Endpoints   int      `json:"endpoints"`
-	Synced      bool     `json:"synced"`
+	Name       string   `json:"name"`
+	Aliases    []string `json:"aliases,omitempty"`
+	Policy     LBPolicy `json:"policy"`
+	HashHeader string   `json:"hash_header,omitempty"`
+	// OutlierDetection is "failure-percentage" when on; CallTimeout is the route timeout.
+	OutlierDetection string `json:"outlier_detection,omitempty"`
+	CallTimeout      string `json:"call_timeout,omitempty"`
+	ConfigError      string `json:"config_error,omitempty"`
+	Endpoints        int    `json:"endpoints"`
+	Synced           bool   `json:"synced"`
 }
 
 // ZoneDump is one zone's snapshot in a Dump: versions and resources by type.
@@ -68,6 +71,12 @@ func (s *Server) Dump() (Dump, error) {
 	for _, n := range slices.Sorted(maps.Keys(byName)) {
 		st := byName[n]
 		sd := ServiceDump{Name: n, Aliases: st.svc.Aliases, Policy: st.cfg.Policy, HashHeader: st.cfg.HashHeader, Endpoints: len(st.set), Synced: st.synced}
+		if st.cfg.Outlier.Enabled {
+			sd.OutlierDetection = OutlierFailurePercentage
+		}
+		if st.cfg.CallTimeout > 0 {
+			sd.CallTimeout = st.cfg.CallTimeout.String()
+		}
 		if st.cfgErr != nil {
 			sd.ConfigError = st.cfgErr.Error()
 		}

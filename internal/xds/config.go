@@ -36,7 +36,62 @@ const (
 	// AnnotationXDS opts a Service in to being served by the Kubernetes service source
 	// ("true"); a Service carrying AnnotationLBPolicy is opted in too.
 	AnnotationXDS = AnnotationPrefix + "xds"
+
+	// AnnotationOutlierDetection turns on outlier detection (gRFC A50, Cluster.outlier_detection):
+	// "failure-percentage" ejects a pod failing at least a threshold share of its calls;
+	// "off" (or absent) leaves it off. The tunables below default to DefaultOutlierDetection.
+	AnnotationOutlierDetection = AnnotationPrefix + "outlier-detection"
+	// AnnotationODThreshold is the failure percentage (1–100) at or above which a pod is ejected.
+	AnnotationODThreshold = AnnotationPrefix + "outlier-failure-threshold"
+	// AnnotationODMinimumHosts is how many pods need enough calls before any is ejected (≥ 1).
+	AnnotationODMinimumHosts = AnnotationPrefix + "outlier-minimum-hosts"
+	// AnnotationODRequestVolume is how many calls a pod needs in an interval to be judged (≥ 1).
+	AnnotationODRequestVolume = AnnotationPrefix + "outlier-request-volume"
+	// AnnotationODInterval is how often the counts are looked at (Go duration, 10ms–1h).
+	AnnotationODInterval = AnnotationPrefix + "outlier-interval"
+	// AnnotationODBaseEjection is the first ejection's length; a pod ejected again stays out
+	// for a multiple of it, up to DefaultOutlierDetection's MaxEjection (Go duration, 1s–1h).
+	AnnotationODBaseEjection = AnnotationPrefix + "outlier-base-ejection-time"
+	// AnnotationODMaxEjectionPercent caps the share of pods ejected at once (1–100).
+	AnnotationODMaxEjectionPercent = AnnotationPrefix + "outlier-max-ejection-percent"
+	// AnnotationCallTimeout bounds every call routed to the Service (Go duration, 1ms–1h),
+	// sent as the route's max_stream_duration, which grpc-go applies as the call timeout
+	// (the shorter of it and the caller's deadline wins). It bounds streams too; see
+	// AnnotationCallTimeoutMethods.
+	AnnotationCallTimeout = AnnotationPrefix + "call-timeout"
+	// AnnotationCallTimeoutMethods limits AnnotationCallTimeout to some methods: a comma-
+	// separated list of "package.Service/Method" or "package.Service" (all its methods).
+	// Other calls, long-lived streams for instance, are not bounded.
+	AnnotationCallTimeoutMethods = AnnotationPrefix + "call-timeout-methods"
 )
+
+// OutlierFailurePercentage is the one outlier-detection mode AnnotationOutlierDetection takes.
+const OutlierFailurePercentage = "failure-percentage"
+
+// OutlierDetection is failure-percentage outlier detection, as grpc-go's outlier_detection
+// policy runs it. Enforcement is always 100 % and success-rate ejection is always off.
+type OutlierDetection struct {
+	Enabled            bool
+	Threshold          uint32 // failure percentage, 1–100
+	MinimumHosts       uint32
+	RequestVolume      uint32
+	Interval           time.Duration
+	BaseEjection       time.Duration
+	MaxEjection        time.Duration
+	MaxEjectionPercent uint32
+}
+
+// DefaultOutlierDetection is what AnnotationOutlierDetection: failure-percentage gives
+// without tunables: the demo's tuned DNS mode's settings. A pod failing at least half of its
+// calls, with 5 or more calls in a 500 ms interval, is ejected for 30 s (longer if it fails
+// again, up to 300 s), at most half the pods at once, once 3 pods have enough calls.
+func DefaultOutlierDetection() OutlierDetection {
+	return OutlierDetection{
+		Enabled: true, Threshold: 50, MinimumHosts: 3, RequestVolume: 5,
+		Interval: 500 * time.Millisecond, BaseEjection: 30 * time.Second, MaxEjection: 300 * time.Second,
+		MaxEjectionPercent: 50,
+	}
+}
 
 // LBPolicy is a load-balancing policy grpc-go's xDS client accepts in a Cluster's
 // load_balancing_policy field.
@@ -63,6 +118,12 @@ type ServiceConfig struct {
 	Update      time.Duration // weighted_round_robin only; <0 = default
 	Expiration  time.Duration // weighted_round_robin only; <0 = default
 	OOB         bool          // weighted_round_robin only
+	// Outlier is Cluster.outlier_detection (off unless Enabled).
+	Outlier OutlierDetection
+	// CallTimeout is the route's max_stream_duration (0 = none), for CallTimeoutMethods
+	// ("package.Service/Method" or "package.Service") or, if there are none, for every call.
+	CallTimeout        time.Duration
+	CallTimeoutMethods []string
 }
 
 // DefaultServiceConfig is what a Service without annotations gets: round_robin.
@@ -93,6 +154,8 @@ const (
 	ReasonInvalidBool       = "invalid_bool"
 	ReasonUnknownAnnotation = "unknown_annotation"
 	ReasonNotApplicable     = "not_applicable"
+	ReasonUnknownOutlier    = "unknown_outlier_detection"
+	ReasonInvalidMethod     = "invalid_method"
 )
 
 var headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
@@ -110,6 +173,9 @@ func ParseServiceConfig(annotations map[string]string) (ServiceConfig, error) {
 		AnnotationLBPolicy: true, AnnotationHashHeader: true, AnnotationChoiceCount: true,
 		AnnotationWRRBlackout: true, AnnotationWRRUpdate: true, AnnotationWRRExpiration: true,
 		AnnotationWRROOB: true, AnnotationXDS: true,
+		AnnotationOutlierDetection: true, AnnotationODThreshold: true, AnnotationODMinimumHosts: true,
+		AnnotationODRequestVolume: true, AnnotationODInterval: true, AnnotationODBaseEjection: true,
+		AnnotationODMaxEjectionPercent: true, AnnotationCallTimeout: true, AnnotationCallTimeoutMethods: true,
 	}
 	for _, k := range slices.Sorted(maps.Keys(annotations)) {
 		if strings.HasPrefix(k, AnnotationPrefix) && !known[k] && isXDSAnnotation(k) {
@@ -191,15 +257,115 @@ func ParseServiceConfig(annotations map[string]string) (ServiceConfig, error) {
 			return ServiceConfig{}, &ConfigError{ReasonInvalidBool, AnnotationXDS, v, "want true or false"}
 		}
 	}
+	if err := parseOutlier(annotations, &c); err != nil {
+		return ServiceConfig{}, err
+	}
+	if err := parseCallTimeout(annotations, &c); err != nil {
+		return ServiceConfig{}, err
+	}
 	return c, nil
+}
+
+// parseOutlier reads AnnotationOutlierDetection and its tunables into c.Outlier.
+func parseOutlier(annotations map[string]string, c *ServiceConfig) error {
+	tunables := []string{AnnotationODBaseEjection, AnnotationODInterval, AnnotationODMaxEjectionPercent,
+		AnnotationODMinimumHosts, AnnotationODRequestVolume, AnnotationODThreshold}
+	mode := strings.ToLower(strings.TrimSpace(annotations[AnnotationOutlierDetection]))
+	switch mode {
+	case OutlierFailurePercentage:
+	case "", "off":
+		for _, k := range tunables {
+			if v, ok := annotations[k]; ok {
+				return &ConfigError{ReasonNotApplicable, k, v, "only applies with " + AnnotationOutlierDetection + ": " + OutlierFailurePercentage}
+			}
+		}
+		return nil
+	default:
+		return &ConfigError{ReasonUnknownOutlier, AnnotationOutlierDetection, annotations[AnnotationOutlierDetection],
+			"want " + OutlierFailurePercentage + " or off"}
+	}
+	od := DefaultOutlierDetection()
+	for _, n := range []struct {
+		k        string
+		dst      *uint32
+		min, max uint64
+	}{
+		{AnnotationODMaxEjectionPercent, &od.MaxEjectionPercent, 1, 100},
+		{AnnotationODMinimumHosts, &od.MinimumHosts, 1, 10000},
+		{AnnotationODRequestVolume, &od.RequestVolume, 1, 1000000},
+		{AnnotationODThreshold, &od.Threshold, 1, 100},
+	} {
+		v, ok := annotations[n.k]
+		if !ok {
+			continue
+		}
+		x, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+		if err != nil || x < n.min || x > n.max {
+			return &ConfigError{ReasonInvalidNumber, n.k, v, fmt.Sprintf("want an integer from %d to %d", n.min, n.max)}
+		}
+		*n.dst = uint32(x)
+	}
+	for _, d := range []struct {
+		k        string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{AnnotationODBaseEjection, &od.BaseEjection, time.Second, time.Hour},
+		{AnnotationODInterval, &od.Interval, 10 * time.Millisecond, time.Hour},
+	} {
+		v, ok := annotations[d.k]
+		if !ok {
+			continue
+		}
+		x, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || x < d.min || x > d.max {
+			return &ConfigError{ReasonInvalidDuration, d.k, v, fmt.Sprintf("want a Go duration from %v to %v", d.min, d.max)}
+		}
+		*d.dst = x
+	}
+	od.MaxEjection = max(od.MaxEjection, od.BaseEjection)
+	c.Outlier = od
+	return nil
+}
+
+// methodName is "package.Service/Method" or "package.Service".
+var methodName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*(/[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+// parseCallTimeout reads AnnotationCallTimeout and AnnotationCallTimeoutMethods.
+func parseCallTimeout(annotations map[string]string, c *ServiceConfig) error {
+	v, ok := annotations[AnnotationCallTimeout]
+	if !ok {
+		if m, ok := annotations[AnnotationCallTimeoutMethods]; ok {
+			return &ConfigError{ReasonNotApplicable, AnnotationCallTimeoutMethods, m, "only applies with " + AnnotationCallTimeout}
+		}
+		return nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Millisecond || d > time.Hour {
+		return &ConfigError{ReasonInvalidDuration, AnnotationCallTimeout, v, "want a Go duration from 1ms to 1h"}
+	}
+	c.CallTimeout = d
+	if m, ok := annotations[AnnotationCallTimeoutMethods]; ok {
+		for f := range strings.SplitSeq(m, ",") {
+			f = strings.TrimSpace(f)
+			if !methodName.MatchString(f) {
+				return &ConfigError{ReasonInvalidMethod, AnnotationCallTimeoutMethods, m,
+					fmt.Sprintf("%q: want a comma-separated list of package.Service/Method or package.Service", f)}
+			}
+			if !slices.Contains(c.CallTimeoutMethods, f) {
+				c.CallTimeoutMethods = append(c.CallTimeoutMethods, f)
+			}
+		}
+	}
+	return nil
 }
 
 // isXDSAnnotation reports whether a spread.dev/ key is one this package owns. Other Spread
 // components may add their own spread.dev/ annotations; only the xDS-looking ones (lb-*,
-// hash-*, wrr-*, least-request-*, ring-hash-*) are checked for typos.
+// hash-*, wrr-*, least-request-*, ring-hash-*, outlier*, call-*) are checked for typos.
 func isXDSAnnotation(k string) bool {
 	name := strings.TrimPrefix(k, AnnotationPrefix)
-	for _, p := range []string{"lb-", "hash-", "wrr-", "least-request-", "ring-hash-", "xds"} {
+	for _, p := range []string{"lb-", "hash-", "wrr-", "least-request-", "ring-hash-", "xds", "outlier", "call-"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

@@ -2,9 +2,12 @@ package xds
 
 import (
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/spread-grpc/spread/endpoint"
@@ -124,11 +127,135 @@ func TestValidateCatchesWhatGRPCWouldReject(t *testing.T) {
 		},
 		"route to nowhere": func(rs *resourceSet) { rs.routes["s"] = buildRoute("s", "other", DefaultServiceConfig()) },
 		"no lb policy":     func(rs *resourceSet) { rs.clusters["s"].LoadBalancingPolicy = nil },
+		"outlier percent above 100": func(rs *resourceSet) {
+			rs.clusters["s"].OutlierDetection = outlierDetection(DefaultOutlierDetection())
+			rs.clusters["s"].OutlierDetection.MaxEjectionPercent = wrapperspb.UInt32(101)
+		},
+		"negative outlier interval": func(rs *resourceSet) {
+			rs.clusters["s"].OutlierDetection = outlierDetection(DefaultOutlierDetection())
+			rs.clusters["s"].OutlierDetection.Interval = durationpb.New(-time.Second)
+		},
+		"negative call timeout": func(rs *resourceSet) {
+			rs.routes["s"].VirtualHosts[0].Routes[0].GetRoute().MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(-time.Second)}
+		},
 	} {
 		rs := good()
 		breakIt(rs)
 		if err := rs.validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestParseOutlierAndCallTimeout(t *testing.T) {
+	c, err := ParseServiceConfig(map[string]string{
+		AnnotationOutlierDetection: "failure-percentage", AnnotationCallTimeout: "500ms",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Outlier != DefaultOutlierDetection() || c.CallTimeout != 500*time.Millisecond || len(c.CallTimeoutMethods) != 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = ParseServiceConfig(map[string]string{
+		AnnotationOutlierDetection: "Failure-Percentage", AnnotationODThreshold: "80", AnnotationODMinimumHosts: "2",
+		AnnotationODRequestVolume: "10", AnnotationODInterval: "1s", AnnotationODBaseEjection: "10m",
+		AnnotationODMaxEjectionPercent: "20", AnnotationCallTimeout: "2s",
+		AnnotationCallTimeoutMethods: "echo.EchoServer/SayHello, grpc.health.v1.Health",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := OutlierDetection{Enabled: true, Threshold: 80, MinimumHosts: 2, RequestVolume: 10, Interval: time.Second,
+		BaseEjection: 10 * time.Minute, MaxEjection: 10 * time.Minute, MaxEjectionPercent: 20}
+	if c.Outlier != want {
+		t.Errorf("tunables: %+v, want %+v", c.Outlier, want)
+	}
+	if len(c.CallTimeoutMethods) != 2 || c.CallTimeoutMethods[1] != "grpc.health.v1.Health" {
+		t.Errorf("methods %q", c.CallTimeoutMethods)
+	}
+	if c, err := ParseServiceConfig(map[string]string{AnnotationOutlierDetection: "off"}); err != nil || c.Outlier.Enabled {
+		t.Errorf("off: %+v, %v", c.Outlier, err)
+	}
+	od := map[string]string{AnnotationOutlierDetection: "failure-percentage"}
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(od)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for name, tc := range map[string]struct {
+		ann    map[string]string
+		reason string
+	}{
+		"success-rate":          {map[string]string{AnnotationOutlierDetection: "success-rate"}, ReasonUnknownOutlier},
+		"tunable without mode":  {map[string]string{AnnotationODThreshold: "50"}, ReasonNotApplicable},
+		"threshold 0":           {with(AnnotationODThreshold, "0"), ReasonInvalidNumber},
+		"threshold 101":         {with(AnnotationODThreshold, "101"), ReasonInvalidNumber},
+		"max percent 200":       {with(AnnotationODMaxEjectionPercent, "200"), ReasonInvalidNumber},
+		"volume negative":       {with(AnnotationODRequestVolume, "-1"), ReasonInvalidNumber},
+		"interval not duration": {with(AnnotationODInterval, "fast"), ReasonInvalidDuration},
+		"interval 1ms":          {with(AnnotationODInterval, "1ms"), ReasonInvalidDuration},
+		"ejection 2h":           {with(AnnotationODBaseEjection, "2h"), ReasonInvalidDuration},
+		"typo":                  {with("spread.dev/outlier-treshold", "50"), ReasonUnknownAnnotation},
+		"timeout typo":          {map[string]string{"spread.dev/call-timout": "1s"}, ReasonUnknownAnnotation},
+		"timeout 0":             {map[string]string{AnnotationCallTimeout: "0s"}, ReasonInvalidDuration},
+		"timeout no unit":       {map[string]string{AnnotationCallTimeout: "500"}, ReasonInvalidDuration},
+		"methods without":       {map[string]string{AnnotationCallTimeoutMethods: "a.B/C"}, ReasonNotApplicable},
+		"method with slash":     {map[string]string{AnnotationCallTimeout: "1s", AnnotationCallTimeoutMethods: "/a.B/C"}, ReasonInvalidMethod},
+		"empty method in list":  {map[string]string{AnnotationCallTimeout: "1s", AnnotationCallTimeoutMethods: "a.B/C,"}, ReasonInvalidMethod},
+		"method with wildcard":  {map[string]string{AnnotationCallTimeout: "1s", AnnotationCallTimeoutMethods: "a.B/*"}, ReasonInvalidMethod},
+	} {
+		_, err := ParseServiceConfig(tc.ann)
+		ce, ok := errors.AsType[*ConfigError](err)
+		if !ok || ce.Reason != tc.reason {
+			t.Errorf("%s: err %v, want reason %s", name, err, tc.reason)
+		}
+	}
+}
+
+func TestBuildOutlierAndCallTimeout(t *testing.T) {
+	cfg := DefaultServiceConfig()
+	if cl, _ := buildCluster("s", cfg); cl.GetOutlierDetection() != nil {
+		t.Error("outlier detection on without the annotation")
+	}
+	if rs := buildRoute("s", "s", cfg).GetVirtualHosts()[0].GetRoutes(); len(rs) != 1 || rs[0].GetRoute().GetMaxStreamDuration() != nil {
+		t.Errorf("default routes %v", rs)
+	}
+	cfg.Outlier = DefaultOutlierDetection()
+	cfg.CallTimeout = 500 * time.Millisecond
+	cl, err := buildCluster("s", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	od := cl.GetOutlierDetection()
+	if od.GetInterval().AsDuration() != 500*time.Millisecond || od.GetBaseEjectionTime().AsDuration() != 30*time.Second ||
+		od.GetMaxEjectionTime().AsDuration() != 300*time.Second || od.GetMaxEjectionPercent().GetValue() != 50 ||
+		od.GetFailurePercentageThreshold().GetValue() != 50 || od.GetEnforcingFailurePercentage().GetValue() != 100 ||
+		od.GetFailurePercentageMinimumHosts().GetValue() != 3 || od.GetFailurePercentageRequestVolume().GetValue() != 5 {
+		t.Errorf("outlier detection %v", od)
+	}
+	// grpc-go runs success-rate ejection unless enforcing_success_rate is explicitly 0.
+	if od.GetEnforcingSuccessRate() == nil || od.GetEnforcingSuccessRate().GetValue() != 0 {
+		t.Errorf("success-rate ejection not off: %v", od.GetEnforcingSuccessRate())
+	}
+	if err := validateCluster(cl); err != nil {
+		t.Error(err)
+	}
+	rs := buildRoute("s", "s", cfg).GetVirtualHosts()[0].GetRoutes()
+	if len(rs) != 1 || rs[0].GetRoute().GetMaxStreamDuration().GetMaxStreamDuration().AsDuration() != 500*time.Millisecond {
+		t.Errorf("call timeout on every call: %v", rs)
+	}
+	cfg.CallTimeoutMethods = []string{"echo.EchoServer/SayHello", "grpc.health.v1.Health"}
+	rs = buildRoute("s", "s", cfg).GetVirtualHosts()[0].GetRoutes()
+	if len(rs) != 3 || rs[0].GetMatch().GetPath() != "/echo.EchoServer/SayHello" || rs[1].GetMatch().GetPrefix() != "/grpc.health.v1.Health/" ||
+		rs[2].GetMatch().GetPrefix() != "/" || rs[2].GetRoute().GetMaxStreamDuration() != nil {
+		t.Fatalf("per-method routes %v", rs)
+	}
+	for _, r := range rs[:2] {
+		if r.GetRoute().GetMaxStreamDuration().GetMaxStreamDuration().AsDuration() != 500*time.Millisecond || r.GetRoute().GetCluster() != "s" {
+			t.Errorf("route %v", r)
 		}
 	}
 }

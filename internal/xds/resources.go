@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -66,24 +67,46 @@ func buildListener(name, routeName string) *listenerv3.Listener {
 }
 
 // buildRoute sends every call to cluster, hashing on the configured header for ring_hash.
+// A call timeout becomes the route's max_stream_duration, which grpc-go applies as the
+// call's timeout: on the catch-all route, or on one route per listed method (or service),
+// ahead of a catch-all route without it.
 func buildRoute(name, cluster string, cfg ServiceConfig) *routev3.RouteConfiguration {
-	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
-	if cfg.Policy == RingHash {
-		action.HashPolicy = []*routev3.RouteAction_HashPolicy{{
-			PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
-				Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: cfg.HashHeader},
-			},
-		}}
+	action := func(timeout time.Duration) *routev3.Route_Route {
+		a := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
+		if cfg.Policy == RingHash {
+			a.HashPolicy = []*routev3.RouteAction_HashPolicy{{
+				PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+					Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: cfg.HashHeader},
+				},
+			}}
+		}
+		if timeout > 0 {
+			a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(timeout)}
+		}
+		return &routev3.Route_Route{Route: a}
 	}
+	var routes []*routev3.Route
+	for _, m := range cfg.CallTimeoutMethods {
+		match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/" + m}}
+		if !strings.Contains(m, "/") {
+			match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/" + m + "/"}
+		}
+		routes = append(routes, &routev3.Route{Match: match, Action: action(cfg.CallTimeout)})
+	}
+	catchAll := cfg.CallTimeout
+	if len(cfg.CallTimeoutMethods) > 0 {
+		catchAll = 0
+	}
+	routes = append(routes, &routev3.Route{
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: action(catchAll),
+	})
 	return &routev3.RouteConfiguration{
 		Name: name,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    name,
 			Domains: []string{"*"},
-			Routes: []*routev3.Route{{
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: action},
-			}},
+			Routes:  routes,
 		}},
 	}
 }
@@ -133,12 +156,33 @@ func lbPolicy(cfg ServiceConfig) (*clusterv3.LoadBalancingPolicy, error) {
 	}}}, nil
 }
 
+// outlierDetection renders od as Cluster.outlier_detection, nil when off. grpc-go (gRFC A50)
+// turns success-rate ejection on unless enforcing_success_rate is 0, and failure-percentage
+// ejection off unless enforcing_failure_percentage is above 0: both are set explicitly.
+func outlierDetection(od OutlierDetection) *clusterv3.OutlierDetection {
+	if !od.Enabled {
+		return nil
+	}
+	return &clusterv3.OutlierDetection{
+		Interval:                       durationpb.New(od.Interval),
+		BaseEjectionTime:               durationpb.New(od.BaseEjection),
+		MaxEjectionTime:                durationpb.New(od.MaxEjection),
+		MaxEjectionPercent:             wrapperspb.UInt32(od.MaxEjectionPercent),
+		EnforcingSuccessRate:           wrapperspb.UInt32(0),
+		FailurePercentageThreshold:     wrapperspb.UInt32(od.Threshold),
+		EnforcingFailurePercentage:     wrapperspb.UInt32(100),
+		FailurePercentageMinimumHosts:  wrapperspb.UInt32(od.MinimumHosts),
+		FailurePercentageRequestVolume: wrapperspb.UInt32(od.RequestVolume),
+	}
+}
+
 func buildCluster(name string, cfg ServiceConfig) (*clusterv3.Cluster, error) {
 	lb, err := lbPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &clusterv3.Cluster{
+		OutlierDetection:     outlierDetection(cfg.Outlier),
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{

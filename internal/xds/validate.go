@@ -10,6 +10,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // resourceSet is one snapshot's resources by type and name.
@@ -34,8 +36,8 @@ func newResourceSet() *resourceSet {
 // this one follows Listener → RouteConfiguration → Cluster → ClusterLoadAssignment and also
 // checks the rules grpc-go enforces when it unmarshals (the ones that would NACK a response
 // or silently drop data): a terminal router filter, ADS config sources, known LB policy
-// extensions, non-zero locality weights, contiguous priorities, unique localities per
-// priority and unique endpoint addresses.
+// extensions, outlier detection limits, valid route timeouts, non-zero locality weights,
+// contiguous priorities, unique localities per priority and unique endpoint addresses.
 func (r *resourceSet) validate() error {
 	var errs []error
 	for name, l := range r.listeners {
@@ -120,6 +122,13 @@ func validateRoute(rc *routev3.RouteConfiguration, clusters map[string]*clusterv
 			if _, ok := clusters[c]; !ok {
 				return fmt.Errorf("virtual host %q: cluster %q missing", vh.GetName(), c)
 			}
+			if msd := rt.GetRoute().GetMaxStreamDuration(); msd != nil {
+				for _, d := range []*durationpb.Duration{msd.GetMaxStreamDuration(), msd.GetGrpcTimeoutHeaderMax()} {
+					if d != nil && (d.CheckValid() != nil || d.AsDuration() < 0) {
+						return fmt.Errorf("virtual host %q: invalid max_stream_duration %v", vh.GetName(), d)
+					}
+				}
+			}
 			for _, hp := range rt.GetRoute().GetHashPolicy() {
 				if hp.GetHeader().GetHeaderName() == "" {
 					return fmt.Errorf("virtual host %q: hash policy without header", vh.GetName())
@@ -152,6 +161,30 @@ func validateCluster(c *clusterv3.Cluster) error {
 	for _, p := range ps {
 		if !knownPolicies[p.GetTypedExtensionConfig().GetTypedConfig().GetTypeUrl()] {
 			return fmt.Errorf("load balancing policy %q is not one grpc-go accepts", p.GetTypedExtensionConfig().GetTypedConfig().GetTypeUrl())
+		}
+	}
+	return validateOutlierDetection(c.GetOutlierDetection())
+}
+
+// validateOutlierDetection checks what grpc-go NACKs (gRFC A50): durations valid and not
+// negative, percentages at most 100.
+func validateOutlierDetection(od *clusterv3.OutlierDetection) error {
+	if od == nil {
+		return nil
+	}
+	for name, d := range map[string]*durationpb.Duration{
+		"interval": od.GetInterval(), "base_ejection_time": od.GetBaseEjectionTime(), "max_ejection_time": od.GetMaxEjectionTime(),
+	} {
+		if d != nil && (d.CheckValid() != nil || d.AsDuration() < 0) {
+			return fmt.Errorf("outlier_detection.%s %v is invalid", name, d)
+		}
+	}
+	for name, p := range map[string]*wrapperspb.UInt32Value{
+		"max_ejection_percent": od.GetMaxEjectionPercent(), "enforcing_success_rate": od.GetEnforcingSuccessRate(),
+		"failure_percentage_threshold": od.GetFailurePercentageThreshold(), "enforcing_failure_percentage": od.GetEnforcingFailurePercentage(),
+	} {
+		if p.GetValue() > 100 {
+			return fmt.Errorf("outlier_detection.%s = %d, above 100", name, p.GetValue())
 		}
 	}
 	return nil
