@@ -1,6 +1,7 @@
-// Package echotest runs small echo backends on loopback for tests, and a dialer that maps the
-// documentation addresses used in EndpointSlices (192.0.2.0/24, which the API server accepts
-// where it refuses loopback) to those backends. Traffic never goes to a 192.0.2.x address.
+// Package echotest runs Spread's real echo backend (internal/backend) on loopback for tests,
+// with call counters, and a dialer that maps the documentation addresses used in
+// EndpointSlices (192.0.2.0/24, which the API server accepts where it refuses loopback) to
+// those backends. Traffic never goes to a 192.0.2.x address.
 package echotest
 
 import (
@@ -8,53 +9,103 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/backend"
 )
 
-// Backend is one echo server on 127.0.0.1 with a grpc health server, standing for one pod.
+// Backend is one internal/backend echo server standing for one pod, instrumented by
+// interceptors that count the echo calls (health checks and reflection are not counted).
 type Backend struct {
 	// Name is the pod name the backend answers with.
 	Name string
 	// Zone is the zone it answers with.
 	Zone string
-	// Addr is the real listening address, 127.0.0.1:port.
+	// Addr is the real listening address, e.g. 127.0.0.1:port.
 	Addr string
+	// Server is the backend itself (SetDelay, Drain, ...).
+	Server *backend.Server
 
-	srv    *grpc.Server
-	health *health.Server
 	calls  atomic.Int64
 	active atomic.Int64
-	once   sync.Once
 	firsts sync.Map // request name → time.Time of its first unary call
+	done   chan struct{}
 }
 
-// Start starts a backend named name and stops it (at once) at the end of the test.
-func Start(t testing.TB, name, zone string) *Backend {
+// Start starts a backend named name on a fresh 127.0.0.1 port and stops it (at once) at the
+// end of the test. opts are passed to backend.New after the counting interceptors.
+func Start(t testing.TB, name, zone string, opts ...backend.Option) *Backend {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("echotest: listen: %v", err)
 	}
-	b := &Backend{Name: name, Zone: zone, Addr: lis.Addr().String(), srv: grpc.NewServer(), health: health.NewServer()}
-	echo.RegisterEchoServerServer(b.srv, &server{b: b})
-	healthpb.RegisterHealthServer(b.srv, b.health)
-	go func() { _ = b.srv.Serve(lis) }()
+	b, err := Serve(lis, name, zone, opts...)
+	if err != nil {
+		t.Fatalf("echotest: %v", err)
+	}
 	t.Cleanup(b.Stop)
 	return b
 }
 
-// Calls counts the calls the backend has started (unary and streaming).
+// Serve serves a backend named name on lis until Stop, which the caller must call. It is
+// Start for callers without a testing.TB or with their own listener.
+func Serve(lis net.Listener, name, zone string, opts ...backend.Option) (*Backend, error) {
+	b := &Backend{Name: name, Zone: zone, Addr: lis.Addr().String(), done: make(chan struct{})}
+	srv, err := backend.New(backend.Config{Pod: name, Zone: zone},
+		append([]backend.Option{backend.WithServerOptions(
+			grpc.ChainUnaryInterceptor(b.unary), grpc.ChainStreamInterceptor(b.stream),
+		)}, opts...)...)
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	b.Server = srv
+	go func() {
+		defer close(b.done)
+		_ = srv.Serve(context.Background(), lis)
+	}()
+	return b, nil
+}
+
+// echoCall reports whether method is an echo call (not health or reflection).
+func echoCall(method string) bool {
+	return strings.HasPrefix(method, "/"+echo.EchoServer_ServiceDesc.ServiceName+"/")
+}
+
+func (b *Backend) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if !echoCall(info.FullMethod) {
+		return h(ctx, req)
+	}
+	b.calls.Add(1)
+	if r, ok := req.(*echo.EchoRequest); ok {
+		if _, seen := b.firsts.Load(r.GetName()); !seen {
+			b.firsts.LoadOrStore(r.GetName(), time.Now())
+		}
+	}
+	b.active.Add(1)
+	defer b.active.Add(-1)
+	return h(ctx, req)
+}
+
+func (b *Backend) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if !echoCall(info.FullMethod) {
+		return h(srv, ss)
+	}
+	b.calls.Add(1)
+	b.active.Add(1)
+	defer b.active.Add(-1)
+	return h(srv, ss)
+}
+
+// Calls counts the echo calls the backend has started (unary and streaming).
 func (b *Backend) Calls() int64 { return b.calls.Load() }
 
 // FirstCall returns when the first unary call with request name arrived, if one did.
@@ -66,77 +117,14 @@ func (b *Backend) FirstCall(name string) (time.Time, bool) {
 	return v.(time.Time), true
 }
 
-// Active counts the calls in progress.
+// Active counts the echo calls in progress.
 func (b *Backend) Active() int64 { return b.active.Load() }
 
-// SetServing flips the backend's health status (what client-side health checking sees).
-func (b *Backend) SetServing(ok bool) {
-	st := healthpb.HealthCheckResponse_SERVING
-	if !ok {
-		st = healthpb.HealthCheckResponse_NOT_SERVING
-	}
-	b.health.SetServingStatus("", st)
-}
-
-// Stop stops the backend at once (idempotent).
+// Stop stops the backend at once, as when a pod dies, and waits until it has stopped
+// serving (idempotent).
 func (b *Backend) Stop() {
-	b.once.Do(func() {
-		b.health.Shutdown()
-		b.srv.Stop()
-	})
-}
-
-// GracefulStop stops the backend after its calls finish, bounded by grace.
-func (b *Backend) GracefulStop(grace time.Duration) {
-	b.once.Do(func() {
-		b.health.Shutdown()
-		t := time.AfterFunc(grace, b.srv.Stop)
-		defer t.Stop()
-		b.srv.GracefulStop()
-	})
-}
-
-type server struct {
-	echo.UnimplementedEchoServerServer
-	b *Backend
-}
-
-func (s *server) reply(name string, seq uint64) *echo.EchoReply {
-	host, _, _ := net.SplitHostPort(s.b.Addr)
-	return &echo.EchoReply{
-		Message: fmt.Sprintf("Hello %s from hostname %s", name, s.b.Name),
-		Pod:     s.b.Name, PodIp: host, Zone: s.b.Zone, Seq: seq,
-	}
-}
-
-func (s *server) SayHello(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
-	s.b.calls.Add(1)
-	if _, seen := s.b.firsts.Load(req.GetName()); !seen {
-		s.b.firsts.LoadOrStore(req.GetName(), time.Now())
-	}
-	return s.reply(req.GetName(), 1), nil
-}
-
-// SayHelloStream sends count replies (default 1), interval_ms apart: a call that stays in
-// flight for a known time.
-func (s *server) SayHelloStream(req *echo.EchoRequest, stream grpc.ServerStreamingServer[echo.EchoReply]) error {
-	s.b.calls.Add(1)
-	s.b.active.Add(1)
-	defer s.b.active.Add(-1)
-	n := max(req.GetCount(), 1)
-	for i := range n {
-		if i > 0 && req.GetIntervalMs() > 0 {
-			select {
-			case <-time.After(time.Duration(req.GetIntervalMs()) * time.Millisecond):
-			case <-stream.Context().Done():
-				return status.FromContextError(stream.Context().Err()).Err()
-			}
-		}
-		if err := stream.Send(s.reply(req.GetName(), req.GetResumeAfter()+uint64(i)+1)); err != nil {
-			return status.Errorf(codes.Unavailable, "send: %v", err)
-		}
-	}
-	return nil
+	b.Server.Stop()
+	<-b.done
 }
 
 // Dialer maps fake pod IPs (192.0.2.x) to real backend addresses. The port of the dialled
