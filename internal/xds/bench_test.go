@@ -64,10 +64,10 @@ func BenchmarkDiscovery(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		nb := extra[i%len(extra)]
-		before := nb.calls.Load()
+		before := nb.Calls()
 		start := time.Now()
 		src.publish(beKey, append(eps(base, ""), nb.ep(""))...)
-		for nb.calls.Load() == before {
+		for nb.Calls() == before {
 			if _, err := c.SayHello(ctx, &echo.EchoRequest{Name: "d"}); err != nil {
 				b.Fatal(err)
 			}

@@ -91,12 +91,12 @@ func TestDrainingEndpointGetsNoNewCalls(t *testing.T) {
 
 	src.publish(beKey, bs[0].ep(""), bs[1].ep(""), bs[2].draining(""))
 	eventually(t, ctx, "draining pod skipped", func() (bool, string) { return onlyPods(ctx, c, 20, pods(bs[:2]...)...) })
-	before := bs[2].calls.Load()
+	before := bs[2].Calls()
 	got, err := spread(ctx, c, 300)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[bs[0].pod] != 150 || got[bs[1].pod] != 150 || bs[2].calls.Load() != before {
-		t.Fatalf("300 calls with one draining pod: %v (draining got %d), want 150/150/0", got, bs[2].calls.Load()-before)
+	if got[bs[0].pod] != 150 || got[bs[1].pod] != 150 || bs[2].Calls() != before {
+		t.Fatalf("300 calls with one draining pod: %v (draining got %d), want 150/150/0", got, bs[2].Calls()-before)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +18,8 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
+	spreadbackend "github.com/spread-grpc/spread/internal/backend"
+	"github.com/spread-grpc/spread/internal/echotest"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -181,46 +182,25 @@ func (cp *controlPlane) metric(name string, labels map[string]string) float64 {
 	return 0
 }
 
-type echoServer struct {
-	echo.UnimplementedEchoServerServer
-	pod   string
-	delay time.Duration
-	calls atomic.Int64
-}
-
-func (e *echoServer) SayHello(ctx context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
-	e.calls.Add(1)
-	if e.delay > 0 {
-		t := time.NewTimer(e.delay) // a slow backend, not a wait for a condition
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return &echo.EchoReply{Message: "Hello " + req.GetName() + " from hostname " + e.pod, Pod: e.pod, Seq: 1}, nil
-}
-
+// backend is an echo "pod": the real internal/backend, with call counting from echotest.
 type backend struct {
-	*echoServer
+	*echotest.Backend
+	pod  string
 	port int32
-	srv  *grpc.Server
 }
 
-// startBackend serves an echo "pod" on a fresh loopback port.
+// startBackend serves an echo "pod" on a fresh loopback port; delay makes every call slow.
 func startBackend(t testing.TB, pod string, delay time.Duration, opts ...grpc.ServerOption) *backend {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	es := &echoServer{pod: pod, delay: delay}
-	g := grpc.NewServer(opts...)
-	echo.RegisterEchoServerServer(g, es)
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	return &backend{echoServer: es, port: int32(lis.Addr().(*net.TCPAddr).Port), srv: g}
+	eb := echotest.Start(t, pod, "", spreadbackend.WithServerOptions(opts...))
+	eb.Server.SetDelay(delay)
+	return newBackend(eb)
+}
+
+func newBackend(eb *echotest.Backend) *backend {
+	_, port, _ := net.SplitHostPort(eb.Addr)
+	p, _ := strconv.Atoi(port)
+	return &backend{Backend: eb, pod: eb.Name, port: int32(p)}
 }
 
 func (b *backend) ep(zone string) endpoint.Endpoint {

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/echotest"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -90,13 +90,13 @@ func startFreezableBackend(t testing.TB, pod string) (*backend, *gate) {
 		t.Fatal(err)
 	}
 	g := newGate()
-	es := &echoServer{pod: pod}
-	s := grpc.NewServer()
-	echo.RegisterEchoServerServer(s, es)
-	go func() { _ = s.Serve(gateListener{Listener: lis, g: g}) }()
-	t.Cleanup(s.Stop)
+	eb, err := echotest.Serve(gateListener{Listener: lis, g: g}, pod, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eb.Stop)
 	t.Cleanup(g.close) // runs first: unblocks frozen connections so Stop can close them
-	return &backend{echoServer: es, port: int32(lis.Addr().(*net.TCPAddr).Port), srv: s}, g
+	return newBackend(eb), g
 }
 
 // loadResult counts a batch of calls.

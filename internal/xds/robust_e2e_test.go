@@ -60,7 +60,7 @@ func TestControlPlaneRestartWhileCallsFlow(t *testing.T) {
 	// A change made after the restart reaches the client.
 	src.publish(beKey, eps(bs, "")...)
 	eventually(t, ctx, "4th pod answers after the restart", func() (bool, string) {
-		return bs[3].calls.Load() > 0, fmt.Sprint(ok.Load(), " ok, ", failed.Load(), " failed")
+		return bs[3].Calls() > 0, fmt.Sprint(ok.Load(), " ok, ", failed.Load(), " failed")
 	})
 	close(stopCalls)
 	wg.Wait()

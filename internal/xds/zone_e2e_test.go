@@ -43,7 +43,7 @@ func TestZonePreferenceStaysInZoneAndSpills(t *testing.T) {
 	// Zone a's pods die without the control plane knowing (still "healthy" in EDS):
 	// grpc-go's priority policy fails over to priority 1 (zone b) by itself.
 	for _, be := range a {
-		be.srv.Stop()
+		be.Stop()
 	}
 	eventually(t, ctx, "client-side failover to zone b", func() (bool, string) { return onlyPods(ctx, inA, 20, pods(b...)...) })
 	if n := cp.metric("spread_xds_connected_clients", nil); n != 3 {
