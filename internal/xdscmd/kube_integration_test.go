@@ -22,18 +22,10 @@ import (
 	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/echotest"
 	"github.com/spread-grpc/spread/internal/kubetest"
 	"github.com/spread-grpc/spread/internal/xds"
 )
-
-type echoPod struct {
-	echo.UnimplementedEchoServerServer
-	name string
-}
-
-func (e *echoPod) SayHello(context.Context, *echo.EchoRequest) (*echo.EchoReply, error) {
-	return &echo.EchoReply{Pod: e.name}, nil
-}
 
 // TestKubernetesToXDSClient: Service + EndpointSlices on a real API server → `spread xds`
 // (Run, with --kubeconfig) → a grpc-go xds:/// client. Slices carry 192.0.2.x addresses;
@@ -65,15 +57,8 @@ func startKubeEnv(t testing.TB, pods int) *kubeEnv {
 	// Four backend "pods" on loopback, known to the cluster as 192.0.2.1-4:50051.
 	route := map[string]string{}
 	for i := 1; i <= pods; i++ {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := grpc.NewServer()
-		echo.RegisterEchoServerServer(g, &echoPod{name: fmt.Sprintf("be-%d", i)})
-		go func() { _ = g.Serve(lis) }()
-		t.Cleanup(g.Stop)
-		route[fmt.Sprintf("192.0.2.%d:50051", i)] = lis.Addr().String()
+		b := echotest.Start(t, fmt.Sprintf("be-%d", i), "zone-a")
+		route[fmt.Sprintf("192.0.2.%d:50051", i)] = b.Addr
 	}
 	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
 		to, ok := route[addr]
