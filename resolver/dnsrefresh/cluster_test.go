@@ -1,47 +1,20 @@
 package dnsrefresh_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"syscall"
 
-	"google.golang.org/grpc"
-
-	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/echotest"
 )
-
-// backend is one "pod": a real gRPC echo server on its own loopback address.
-type backend struct {
-	echo.UnimplementedEchoServerServer
-	name string
-	ip   string
-	srv  *grpc.Server
-	done chan struct{}
-}
-
-func (b *backend) SayHello(_ context.Context, req *echo.EchoRequest) (*echo.EchoReply, error) {
-	return &echo.EchoReply{
-		Message: "Hello " + req.GetName() + " from hostname " + b.name,
-		Pod:     b.name,
-		PodIp:   b.ip,
-		Seq:     1,
-	}, nil
-}
-
-// Stop ends the backend at once (its connections are closed, as when a pod dies).
-func (b *backend) Stop() {
-	b.srv.Stop()
-	<-b.done
-}
 
 // cluster is n backends pod-1..pod-n on 127.0.2.1..127.0.2.n, all on one port, as the pods
 // of a headless Service: DNS gives the IPs, the target gives the port.
 type cluster struct {
 	port int
-	pods []*backend
+	pods []*echotest.Backend
 }
 
 // startCluster starts n backends; they stop when the test ends. Linux routes all of 127/8 to
@@ -58,17 +31,12 @@ func startCluster(t testEnv, n int) *cluster {
 		}
 		c := &cluster{port: lis[0].Addr().(*net.TCPAddr).Port}
 		for i, l := range lis {
-			b := &backend{
-				name: fmt.Sprintf("pod-%d", i+1),
-				ip:   l.Addr().(*net.TCPAddr).IP.String(),
-				srv:  grpc.NewServer(),
-				done: make(chan struct{}),
+			// The real echo backend; Stop ends it at once (its connections are closed, as
+			// when a pod dies).
+			b, err := echotest.Serve(l, fmt.Sprintf("pod-%d", i+1), "")
+			if err != nil {
+				t.Fatal(err)
 			}
-			echo.RegisterEchoServerServer(b.srv, b)
-			go func() {
-				defer close(b.done)
-				b.srv.Serve(l)
-			}()
 			t.Cleanup(b.Stop)
 			c.pods = append(c.pods, b)
 		}
@@ -100,7 +68,8 @@ func listenAll(n int) ([]net.Listener, error) {
 func (c *cluster) IPs(pods ...int) []string {
 	var out []string
 	for _, i := range pods {
-		out = append(out, c.pods[i-1].ip)
+		host, _, _ := net.SplitHostPort(c.pods[i-1].Addr)
+		out = append(out, host)
 	}
 	return out
 }
