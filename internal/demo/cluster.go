@@ -22,6 +22,7 @@ import (
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/backend"
 	"github.com/spread-grpc/spread/internal/clusterdns"
+	"github.com/spread-grpc/spread/internal/freeze"
 	"github.com/spread-grpc/spread/internal/vip"
 )
 
@@ -205,7 +206,7 @@ type Pod struct {
 	phase    Phase
 	restarts int
 	delay    time.Duration
-	frz      *freezer
+	frz      *freeze.Switch
 	srv      *backend.Server
 	cancel   context.CancelFunc
 	done     chan error // Serve's result
@@ -234,7 +235,7 @@ func (p *Pod) endpoint() endpoint.Endpoint {
 
 func (p *Pod) status() PodStatus {
 	s := PodStatus{Name: p.Name, ReplicaSet: p.ReplicaSet, Address: netip.AddrPortFrom(p.IP, uint16(p.Port)).String(),
-		Zone: p.Zone, Node: p.Node, Phase: p.phase, Frozen: p.frz.isFrozen(), Restarts: p.restarts, Created: p.Created}
+		Zone: p.Zone, Node: p.Node, Phase: p.phase, Frozen: p.frz.Frozen(), Restarts: p.restarts, Created: p.Created}
 	if p.delay > 0 {
 		s.Delay = p.delay.String()
 	}
@@ -527,10 +528,10 @@ func (c *Cluster) run(p *Pod) error {
 	}
 	srv.SetDelay(p.delay)
 	ctx, cancel := context.WithCancel(context.Background())
-	p.srv, p.cancel, p.done, p.frz = srv, cancel, make(chan error, 1), newFreezer()
+	p.srv, p.cancel, p.done, p.frz = srv, cancel, make(chan error, 1), freeze.New()
 	done, frz := p.done, p.frz
 	c.mu.Unlock()
-	go func() { done <- srv.Serve(ctx, freezeListener{Listener: lis, f: frz}) }()
+	go func() { done <- srv.Serve(ctx, frz.Listener(lis)) }()
 	return nil
 }
 
@@ -629,7 +630,7 @@ func (c *Cluster) terminate(p *Pod) {
 		c.mu.Lock()
 		cancel, done, frz := p.cancel, p.done, p.frz
 		c.mu.Unlock()
-		frz.set(false) // a SIGTERM wakes even a frozen process
+		frz.Set(false) // a SIGTERM wakes even a frozen process
 		cancel()
 		<-done
 		c.mu.Lock()
@@ -658,7 +659,7 @@ func (c *Cluster) Kill(name string) (string, error) {
 	p.restarts++
 	srv, frz, cancel, done := p.srv, p.frz, p.cancel, p.done
 	c.mu.Unlock()
-	frz.close()
+	frz.Close()
 	srv.Stop()
 	cancel()
 	<-done
@@ -696,7 +697,7 @@ func (c *Cluster) Freeze(name string, frozen bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p.frz.set(frozen)
+	p.frz.Set(frozen)
 	c.log.Info("pod frozen", "pod", p.Name, "frozen", frozen)
 	return p.Name, nil
 }
@@ -806,7 +807,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		cancel, frz := p.cancel, p.frz
 		c.mu.Unlock()
 		if frz != nil {
-			frz.close()
+			frz.Close()
 		}
 		if cancel != nil {
 			cancel()

@@ -15,87 +15,24 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/internal/echotest"
+	"github.com/spread-grpc/spread/internal/freeze"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
-// gate freezes a backend like a SIGSTOPped process: the kernel still accepts connections
-// and buffers bytes, but nothing is read or written until it thaws. Its endpoint stays
-// Ready: nothing tells the control plane.
-type gate struct {
-	mu     sync.Mutex
-	thaw   chan struct{} // closed while not frozen
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newGate() *gate {
-	t := make(chan struct{})
-	close(t)
-	return &gate{thaw: t, closed: make(chan struct{})}
-}
-
-func (g *gate) freeze() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.thaw = make(chan struct{})
-}
-
-func (g *gate) wait() {
-	g.mu.Lock()
-	t := g.thaw
-	g.mu.Unlock()
-	select {
-	case <-t:
-	case <-g.closed:
-	}
-}
-
-func (g *gate) close() { g.once.Do(func() { close(g.closed) }) }
-
-type gateListener struct {
-	net.Listener
-	g *gate
-}
-
-func (l gateListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return gateConn{Conn: c, g: l.g}, nil
-}
-
-type gateConn struct {
-	net.Conn
-	g *gate
-}
-
-func (c gateConn) Read(b []byte) (int, error) {
-	c.g.wait()
-	n, err := c.Conn.Read(b)
-	c.g.wait()
-	return n, err
-}
-
-func (c gateConn) Write(b []byte) (int, error) {
-	c.g.wait()
-	return c.Conn.Write(b)
-}
-
-// startFreezableBackend is startBackend behind a gate.
-func startFreezableBackend(t testing.TB, pod string) (*backend, *gate) {
+// startFreezableBackend is startBackend behind a freeze.Switch.
+func startFreezableBackend(t testing.TB, pod string) (*backend, *freeze.Switch) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGate()
-	eb, err := echotest.Serve(gateListener{Listener: lis, g: g}, pod, "")
+	g := freeze.New()
+	eb, err := echotest.Serve(g.Listener(lis), pod, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(eb.Stop)
-	t.Cleanup(g.close) // runs first: unblocks frozen connections so Stop can close them
+	t.Cleanup(g.Close) // runs first: unblocks frozen connections so Stop can close them
 	return newBackend(eb), g
 }
 
@@ -144,7 +81,7 @@ func frozenSetup(t *testing.T, ctx context.Context, annotations map[string]strin
 	t.Helper()
 	var src fakeEndpoints
 	var bs []*backend
-	var gates []*gate
+	var gates []*freeze.Switch
 	for _, p := range []string{"be-1", "be-2", "be-3", "be-4", "be-5"} {
 		b, g := startFreezableBackend(t, p)
 		bs, gates = append(bs, b), append(gates, g)
@@ -153,7 +90,7 @@ func frozenSetup(t *testing.T, ctx context.Context, annotations map[string]strin
 	cp := startControlPlane(t, "127.0.0.1:0", &src, xds.StaticServices{{Key: beKey, Annotations: annotations}})
 	c := newClient(t, cp.addr, "", beTarget)
 	eventually(t, ctx, "all 5 pods reached", func() (bool, string) { return onlyPods(ctx, c, 50, pods(bs...)...) })
-	gates[4].freeze()
+	gates[4].Set(true)
 	return c
 }
 
