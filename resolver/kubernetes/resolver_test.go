@@ -172,17 +172,7 @@ func TestStatePushed(t *testing.T) {
 		kep("192.0.2.3", "be-c", "zone-a", ptr.To(false), ptr.To(true), ptr.To(true)), // draining
 		kep("192.0.2.4", "be-d", "zone-a", ptr.To(false), ptr.To(false), nil),
 	))
-	b, err := NewBuilder(WithClient(client), WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cc := newRecordingCC()
-	r, err := b.Build(target(t, "kubernetes:///be.prod:grpc"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	cc, r := buildOver(t, client, "kubernetes:///be.prod:grpc")
 	r.ResolveNow(resolver.ResolveNowOptions{}) // a no-op; must not block or panic
 
 	s := cc.nextState(ctx, t)
@@ -364,17 +354,7 @@ func TestDualStackPodIsOneEndpoint(t *testing.T) {
 	client := fake.NewClientset(kslice("be-v4", "be",
 		kep("192.0.2.1", "be-a", "zone-a", nil, nil, nil),
 		kep("192.0.2.2", "be-b", "zone-b", nil, nil, nil)), v6)
-	b, err := NewBuilder(WithClient(client), WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cc := newRecordingCC()
-	r, err := b.Build(target(t, "kubernetes:///be.prod:grpc"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	cc, _ := buildOver(t, client, "kubernetes:///be.prod:grpc")
 	s := cc.nextState(ctx, t)
 	if len(s.Addresses) != 4 || len(s.Endpoints) != 2 {
 		t.Fatalf("%d addresses in %d endpoints, want 4 in 2 (one per pod)", len(s.Addresses), len(s.Endpoints))
@@ -425,4 +405,22 @@ current-context: x
 	if b.namespace != "prod" {
 		t.Errorf("default namespace %q, want the context's %q", b.namespace, "prod")
 	}
+}
+
+// buildOver builds a resolver for tgt over client's EndpointSlices, recording its states;
+// the resolver and its Builder close at the end of the test.
+func buildOver(t *testing.T, client *fake.Clientset, tgt string) (*recordingCC, resolver.Resolver) {
+	t.Helper()
+	b, err := NewBuilder(WithClient(client), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cc := newRecordingCC()
+	r, err := b.Build(target(t, tgt), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return cc, r
 }
