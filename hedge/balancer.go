@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -30,12 +31,39 @@ var registerOnce sync.Once
 func RegisterBalancer() { registerOnce.Do(func() { balancer.Register(builder{}) }) }
 
 // ServiceConfig returns a service config whose load-balancing policy is spread_hedge over
-// the child policy (e.g. "round_robin"), carrying the per-method policies methods (keys as
-// for WithMethod). The kubernetes:/// and dns+refresh resolvers can push it
-// (WithServiceConfig); policies set with Go options take precedence over it.
+// the child policy, carrying the per-method policies methods (keys as for WithPolicy). child
+// is a policy name ("round_robin") or a whole load-balancing config object
+// (`{"outlier_detection_experimental": {...}}`). The kubernetes:/// and dns+refresh resolvers
+// can push it (their WithServiceConfig), or a client sets it as its default service config;
+// policies set with Go options take precedence over it.
 func ServiceConfig(child string, methods map[string]Policy) (string, error) {
-	cfg := lbConfigJSON{ChildPolicy: []map[string]json.RawMessage{{child: json.RawMessage("{}")}}}
-	for name, p := range methods {
+	lb, err := LoadBalancingConfig(child, methods)
+	if err != nil {
+		return "", err
+	}
+	return `{"loadBalancingConfig": [` + lb + `]}`, nil
+}
+
+// LoadBalancingConfig returns the spread_hedge entry of a service config's
+// loadBalancingConfig list (`{"spread_hedge": {...}}`), for a service config with more in it
+// (health checking, method timeouts); see ServiceConfig.
+func LoadBalancingConfig(child string, methods map[string]Policy) (string, error) {
+	var childCfg map[string]json.RawMessage
+	if strings.HasPrefix(strings.TrimSpace(child), "{") {
+		if err := json.Unmarshal([]byte(child), &childCfg); err != nil || len(childCfg) != 1 {
+			return "", fmt.Errorf("hedge: child policy %s: want one {\"name\": {config}} object", child)
+		}
+	} else {
+		childCfg = map[string]json.RawMessage{child: json.RawMessage("{}")}
+	}
+	cfg := lbConfigJSON{ChildPolicy: []map[string]json.RawMessage{childCfg}}
+	names := make([]string, 0, len(methods))
+	for name := range methods {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := methods[name]
 		if err := p.Validate(); err != nil {
 			return "", fmt.Errorf("hedge: method %s: %w", name, err)
 		}
@@ -45,7 +73,7 @@ func ServiceConfig(child string, methods map[string]Policy) (string, error) {
 		}
 		cfg.MethodPolicy = append(cfg.MethodPolicy, methodPolicyJSON{Name: []string{k}, policyJSON: toJSON(p)})
 	}
-	b, err := json.Marshal(map[string]any{"loadBalancingConfig": []any{map[string]any{BalancerName: cfg}}})
+	b, err := json.Marshal(map[string]any{BalancerName: cfg})
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,7 +225,7 @@ func TestFrozenPodAmongTen(t *testing.T) {
 	f := startFleet(t, 10)
 	obs := &observer{}
 	h := newClient(t, obs,
-		hedge.WithPolicy(sayHello, hedge.Policy{Idempotent: true, PerAttemptTimeout: time.Second, HedgeDelay: 100 * time.Millisecond}),
+		hedge.WithPolicy(sayHello, hedge.Policy{Idempotent: true, PerAttemptTimeout: 3 * time.Second, HedgeDelay: 100 * time.Millisecond}),
 		hedge.WithBudget(hedge.Budget{Ratio: 0.3, Burst: 20}))
 	c := dial(t, ctx, f, h, "")
 	const frozen = 3
@@ -232,7 +233,7 @@ func TestFrozenPodAmongTen(t *testing.T) {
 	frozenCalls := f.pods[frozen].Calls()
 	obs.start()
 
-	rs := callMany(ctx, c, 2000, 8, 10*time.Second)
+	rs := callMany(ctx, c, 2000, 8, 20*time.Second)
 
 	if n, err := failed(rs); n > 0 {
 		t.Fatalf("%d of %d calls failed with a frozen pod, first: %v", n, len(rs), err)
@@ -264,6 +265,44 @@ func TestFrozenPodAmongTen(t *testing.T) {
 	}
 	st := h.Stats()
 	t.Logf("frozen pod: %d calls rescued by another pod; stats %+v; attempts/call %.3f", rescued, st, st.AttemptsPerCall())
+}
+
+// Without hedging, the per-attempt timeout abandons an attempt to a frozen pod and the
+// call is retried on another pod.
+func TestPerAttemptTimeoutRetries(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	f := startFleet(t, 5)
+	obs := &observer{}
+	const timeout = time.Second
+	h := newClient(t, obs,
+		hedge.WithPolicy(sayHello, hedge.Policy{Idempotent: true, PerAttemptTimeout: timeout}),
+		hedge.WithBudget(hedge.Budget{Ratio: 0.5, Burst: 20}))
+	c := dial(t, ctx, f, h, "")
+	f.switches[0].Set(true)
+	obs.start()
+	rs := callMany(ctx, c, 100, 4, 20*time.Second)
+	if n, err := failed(rs); n > 0 {
+		t.Fatalf("%d calls failed, first: %v", n, err)
+	}
+	infos := obs.infos()
+	checkDistinctPods(t, infos)
+	retried := 0
+	for _, ci := range infos {
+		if f.index(ci.Attempts[0].Addr) != 0 {
+			continue
+		}
+		retried++
+		if len(ci.Attempts) < 2 || !ci.Attempts[0].TimedOut || ci.Attempts[1].Kind != hedge.Retry ||
+			ci.Attempts[1].Start < timeout || f.index(ci.Attempts[ci.Winner].Addr) == 0 {
+			t.Fatalf("a call to the frozen pod was not retried on another pod after its attempt timed out: %+v", ci)
+		}
+	}
+	if retried == 0 {
+		t.Fatal("no call went first to the frozen pod")
+	}
+	if st := h.Stats(); st.Hedges != 0 {
+		t.Fatalf("hedges without a hedge delay: %+v", st)
+	}
 }
 
 // A slow pod (+200 ms on every call) among 5: every call whose first attempt went to the
@@ -537,5 +576,39 @@ func TestOptionsValidate(t *testing.T) {
 		if _, err := hedge.New(opt); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
+	}
+}
+
+// The service config ServiceConfig writes is one grpc-go accepts, and bad spread_hedge
+// configs are refused by grpc.NewClient with the reason.
+func TestServiceConfigParsed(t *testing.T) {
+	good, err := hedge.ServiceConfig(`{"round_robin": {}}`, map[string]hedge.Policy{
+		"echo.EchoServer": {Idempotent: true, HedgeDelay: 10 * time.Millisecond, AdaptiveHedge: true, RetryableCodes: []codes.Code{codes.Unavailable, codes.ResourceExhausted}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sc, wantErr string
+	}{
+		{good, ""},
+		{`{"loadBalancingConfig": [{"spread_hedge": {"childPolicy": [{"no_such_policy": {}}]}}]}`, "no registered policy"},
+		{`{"loadBalancingConfig": [{"spread_hedge": {"childPolicy": [{"round_robin": {}}], "methodPolicy": [{"name": ["a/b/c"]}]}}]}`, "want /package.Service/Method"},
+		{`{"loadBalancingConfig": [{"spread_hedge": {"childPolicy": [{"round_robin": {}}], "methodPolicy": [{"name": ["s/m"], "hedgeDelay": "soon"}]}}]}`, "duration"},
+		{`{"loadBalancingConfig": [{"spread_hedge": {"childPolicy": [{"round_robin": {}}], "methodPolicy": [{"name": ["s/m"], "retryableStatusCodes": ["NOPE"]}]}}]}`, "status code"},
+	} {
+		conn, err := grpc.NewClient("passthrough:///127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(tc.sc))
+		if conn != nil {
+			conn.Close()
+		}
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.sc, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want one containing %q", tc.sc, err, tc.wantErr)
+		}
+	}
+	if _, err := hedge.ServiceConfig(`{"a": {}, "b": {}}`, nil); err == nil {
+		t.Error("two child policies in one object accepted")
 	}
 }
