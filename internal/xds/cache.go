@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -16,13 +17,42 @@ import (
 // for every response (a 5,000-endpoint assignment pushed to 500 clients spent most of its
 // time in proto.Marshal), it holds each resource marshaled once, and every response shares
 // those bytes.
+//
+// Versions are content hashes, the same in every replica. A request naming the current
+// version on a fresh stream (a client that moved from another replica, or reconnected after
+// a restart) is not answered again. A request naming a version this cache never had is held
+// for up to hold (the client is ahead of this replica, which will reach that version and
+// then send nothing; or it holds a state from before this process), so a lagging replica
+// never moves a client back to an older configuration.
 type zoneCache struct {
 	hash func(*corev3.Node) string
+	hold time.Duration
 
 	mu      sync.Mutex
 	snaps   map[string]map[string]*typeSnapshot // key → type URL → resources
+	seen    map[string]map[string]*versionLog   // key → type URL → versions this cache had
 	watches map[string]map[int64]*sotwWatch     // key → watch id → watch
 	nextID  int64
+}
+
+// versionLog remembers the last maxSeenVersions versions of one type.
+type versionLog struct {
+	has   map[string]bool
+	order []string
+}
+
+const maxSeenVersions = 256
+
+func (l *versionLog) add(v string) {
+	if l.has[v] {
+		return
+	}
+	l.has[v] = true
+	l.order = append(l.order, v)
+	if len(l.order) > maxSeenVersions {
+		delete(l.has, l.order[0])
+		l.order = l.order[1:]
+	}
 }
 
 type typeSnapshot struct {
@@ -34,12 +64,17 @@ type sotwWatch struct {
 	req *cachev3.Request
 	sub cachev3.Subscription
 	out chan cachev3.Response
+	// held: the client named a version this cache never had; only the timer answers it,
+	// unless the snapshot reaches the client's version (then it is an ordinary watch).
+	held  bool
+	timer *time.Timer
 }
 
 var _ cachev3.Cache = (*zoneCache)(nil)
 
-func newZoneCache(hash func(*corev3.Node) string) *zoneCache {
-	return &zoneCache{hash: hash, snaps: map[string]map[string]*typeSnapshot{}, watches: map[string]map[int64]*sotwWatch{}}
+func newZoneCache(hash func(*corev3.Node) string, hold time.Duration) *zoneCache {
+	return &zoneCache{hash: hash, hold: hold, snaps: map[string]map[string]*typeSnapshot{},
+		seen: map[string]map[string]*versionLog{}, watches: map[string]map[int64]*sotwWatch{}}
 }
 
 // set replaces the snapshot of key and answers the waiting watches whose type changed.
@@ -47,9 +82,34 @@ func (c *zoneCache) set(key string, snap map[string]*typeSnapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.snaps[key] = snap
+	if c.seen[key] == nil {
+		c.seen[key] = map[string]*versionLog{}
+	}
+	for url, ts := range snap {
+		l := c.seen[key][url]
+		if l == nil {
+			l = &versionLog{has: map[string]bool{}}
+			c.seen[key][url] = l
+		}
+		l.add(ts.version)
+	}
 	for id, w := range c.watches[key] {
 		ts := snap[w.req.GetTypeUrl()]
-		if ts == nil || ts.version == w.req.GetVersionInfo() {
+		if ts == nil {
+			continue
+		}
+		if ts.version == w.req.GetVersionInfo() {
+			if w.held { // caught up with the client: nothing to send
+				w.held = false
+				w.timer.Stop()
+			}
+			continue
+		}
+		if w.held {
+			continue
+		}
+		if c.hold > 0 && c.unknownLocked(key, w.req) { // parked before this cache had a snapshot
+			c.holdLocked(key, id, w)
 			continue
 		}
 		// The server gives every watch a channel with room for its one response.
@@ -59,12 +119,16 @@ func (c *zoneCache) set(key string, snap map[string]*typeSnapshot) {
 }
 
 // CreateWatch answers at once when the client lacks the current version (or a resource it
-// newly subscribed to), and otherwise parks the watch until set changes its type.
+// newly subscribed to), holds a request for a version this cache never had (see zoneCache),
+// and otherwise parks the watch until set changes its type.
 func (c *zoneCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
 	key := c.hash(req.GetNode())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ts := c.snaps[key][req.GetTypeUrl()]; ts != nil && shouldRespond(req, sub, ts) {
+	w := &sotwWatch{req: req, sub: sub, out: out}
+	ts := c.snaps[key][req.GetTypeUrl()]
+	hold := ts != nil && c.hold > 0 && c.unknownLocked(key, req)
+	if ts != nil && !hold && shouldRespond(req, sub, ts) {
 		out <- respond(req, sub, ts)
 		return func() {}, nil
 	}
@@ -73,12 +137,45 @@ func (c *zoneCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	if c.watches[key] == nil {
 		c.watches[key] = map[int64]*sotwWatch{}
 	}
-	c.watches[key][id] = &sotwWatch{req: req, sub: sub, out: out}
+	c.watches[key][id] = w
+	if hold {
+		c.holdLocked(key, id, w)
+	}
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		if w.timer != nil {
+			w.timer.Stop()
+		}
 		delete(c.watches[key], id)
 	}, nil
+}
+
+// holdLocked holds watch id until the snapshot reaches its version (set) or hold passes;
+// then it answers with the snapshot current at that time.
+func (c *zoneCache) holdLocked(key string, id int64, w *sotwWatch) {
+	w.held = true
+	w.timer = time.AfterFunc(c.hold, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.watches[key][id] != w || !w.held {
+			return
+		}
+		delete(c.watches[key], id)
+		if ts := c.snaps[key][w.req.GetTypeUrl()]; ts != nil {
+			w.out <- respond(w.req, w.sub, ts)
+		}
+	})
+}
+
+// unknownLocked reports whether req names a version this cache never had for its type.
+func (c *zoneCache) unknownLocked(key string, req *cachev3.Request) bool {
+	v := req.GetVersionInfo()
+	if v == "" {
+		return false
+	}
+	l := c.seen[key][req.GetTypeUrl()]
+	return l == nil || !l.has[v]
 }
 
 func shouldRespond(req *cachev3.Request, sub cachev3.Subscription, ts *typeSnapshot) bool {
@@ -86,6 +183,11 @@ func shouldRespond(req *cachev3.Request, sub cachev3.Subscription, ts *typeSnaps
 		return true
 	}
 	known := sub.ReturnedResources()
+	if len(known) == 0 && req.GetResponseNonce() == "" {
+		// A fresh stream whose client already holds this version (from another replica,
+		// or from this one before a reconnect): versions name content, so it has it all.
+		return false
+	}
 	if sub.IsWildcard() {
 		for n := range ts.resources {
 			if _, ok := known[n]; !ok {

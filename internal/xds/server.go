@@ -2,6 +2,9 @@ package xds
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +42,7 @@ type options struct {
 	reg      prometheus.Registerer
 	zones    zonePolicy
 	maxZones int
+	hold     time.Duration
 	now      func() time.Time
 }
 
@@ -60,6 +64,13 @@ func WithZonePreference(minHealthy int) Option {
 // 64); clients of further zones get the zone-less snapshot.
 func WithMaxZones(n int) Option { return func(o *options) { o.maxZones = n } }
 
+// WithUnknownVersionHold sets how long a request naming a version this server never had
+// waits before it is answered (default 2s). Versions are derived from content, so such a
+// version comes from a replica that is ahead (this one is about to reach it, and then sends
+// nothing) or from a state this process never saw; holding it keeps a lagging replica from
+// moving a client back to an older configuration. 0 answers at once.
+func WithUnknownVersionHold(d time.Duration) Option { return func(o *options) { o.hold = d } }
+
 // Server is the ADS control plane. Create it with New, register it on a grpc.Server with
 // Register, and Run it. Its methods may be called concurrently.
 type Server struct {
@@ -70,7 +81,7 @@ type Server struct {
 	services  ServiceSource
 	cache     *zoneCache
 	ads       serverv3.Server
-	instance  string // version prefix, new per process so a restarted server never repeats one
+	instance  string // identifies the process in /debug/xds (versions do not depend on it)
 
 	streamCtx  context.Context // ends every ADS stream when cancelled
 	endStreams context.CancelFunc
@@ -86,7 +97,6 @@ type Server struct {
 	servicesSeen bool
 	isReady      bool
 	zonesChanged bool
-	gen          uint64
 	snaps        map[string]*zoneSnapshot     // by client zone ("" = no preference)
 	marshaled    map[proto.Message]*anypb.Any // resources marshaled for the current snapshots
 }
@@ -122,7 +132,7 @@ func New(endpoints EndpointSource, services ServiceSource, opts ...Option) (*Ser
 	if endpoints == nil || services == nil {
 		return nil, errors.New("xds: New needs an endpoint source and a service source")
 	}
-	o := options{log: slog.Default(), zones: zonePolicy{enabled: true, minHealthy: 1}, maxZones: 64, now: time.Now}
+	o := options{log: slog.Default(), zones: zonePolicy{enabled: true, minHealthy: 1}, maxZones: 64, hold: 2 * time.Second, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -144,7 +154,7 @@ func New(endpoints EndpointSource, services ServiceSource, opts ...Option) (*Ser
 		snaps:     map[string]*zoneSnapshot{},
 	}
 	s.streamCtx, s.endStreams = context.WithCancel(context.Background())
-	s.cache = newZoneCache(nodeHash{s}.ID)
+	s.cache = newZoneCache(nodeHash{s}.ID, o.hold)
 	s.ads = serverv3.NewServer(s.streamCtx, s.cache, s.callbacks(), sotwLogger(o.log))
 	return s, nil
 }
@@ -328,12 +338,10 @@ func (s *Server) rebuildLocked() {
 		s.rebuildServiceLocked(st, zones)
 	}
 	s.zonesChanged = false
-	s.gen++
-	version := s.instance + "-" + strconv.FormatUint(s.gen, 10)
 	now := s.opts.now()
 	memo := map[proto.Message]*anypb.Any{}
 	for _, z := range zones {
-		if err := s.setZoneSnapshotLocked(z, version, memo); err != nil {
+		if err := s.setZoneSnapshotLocked(z, memo); err != nil {
 			s.m.snapshotErrors.Inc()
 			s.log.Error("xds: snapshot rejected by the consistency check; clients keep the previous one", "zone", z, "err", err)
 		}
@@ -433,9 +441,11 @@ var typeURLs = map[types.ResponseType]string{
 }
 
 // setZoneSnapshotLocked assembles, validates and sets the snapshot for clients of zone z.
-// A type's version moves only when one of its resources did. Each resource is marshaled once
-// (memo, and the previous rebuild's s.marshaled) however many zones and clients get it.
-func (s *Server) setZoneSnapshotLocked(z, version string, memo map[proto.Message]*anypb.Any) error {
+// A type's version is a hash of its resources (contentVersion), so it moves only when one of
+// them did, and every replica (and a restarted process) names the same content alike. Each
+// resource is marshaled once (memo, and the previous rebuild's s.marshaled) however many
+// zones and clients get it.
+func (s *Server) setZoneSnapshotLocked(z string, memo map[proto.Message]*anypb.Any) error {
 	rs := newResourceSet()
 	for _, st := range s.svcs {
 		if st.cluster == nil || st.flatCLA == nil {
@@ -460,12 +470,7 @@ func (s *Server) setZoneSnapshotLocked(z, version string, memo map[proto.Message
 	snap := map[string]*typeSnapshot{}
 	var marshalErr error
 	add := func(t types.ResponseType, changed bool, items map[string]proto.Message) {
-		v := version
-		if prev != nil && !changed {
-			v = prev.versions[t]
-		}
-		zs.versions[t] = v
-		ts := &typeSnapshot{version: v, resources: make(map[string]*anypb.Any, len(items))}
+		ts := &typeSnapshot{resources: make(map[string]*anypb.Any, len(items))}
 		for n, m := range items {
 			a, err := s.marshal(m, memo)
 			if err != nil {
@@ -474,6 +479,12 @@ func (s *Server) setZoneSnapshotLocked(z, version string, memo map[proto.Message
 			}
 			ts.resources[n] = a
 		}
+		if prev != nil && !changed {
+			ts.version = prev.versions[t] // same resources: no need to hash them again
+		} else {
+			ts.version = contentVersion(ts.resources)
+		}
+		zs.versions[t] = ts.version
 		snap[typeURLs[t]] = ts
 	}
 	add(types.Listener, prev == nil || !samePointers(prev.res.listeners, rs.listeners), messages(rs.listeners))
@@ -512,6 +523,25 @@ func (s *Server) marshal(m proto.Message, memo map[proto.Message]*anypb.Any) (*a
 	}
 	memo[m] = a
 	return a, nil
+}
+
+// contentVersion names a set of marshaled resources by its content: a hash over the names,
+// type URLs and (deterministically marshaled) bytes, in name order. Replicas over the same
+// source agree on it, so a client moving between them is not sent what it already has.
+func contentVersion(res map[string]*anypb.Any) string {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	for _, n := range slices.Sorted(maps.Keys(res)) {
+		field([]byte(n))
+		field([]byte(res[n].GetTypeUrl()))
+		field(res[n].GetValue())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 func messages[T proto.Message](m map[string]T) map[string]proto.Message {
