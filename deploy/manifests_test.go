@@ -18,7 +18,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -320,4 +322,86 @@ func keys[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// TestXDSReplicas: the control plane runs as replicas that survive a voluntary disruption
+// (PDB), prefer different zones and nodes, and are ready only after their first full sync —
+// in the xds overlay and in the plain deploy/xds/xds.yaml.
+func TestXDSReplicas(t *testing.T) {
+	plain, err := os.ReadFile(filepath.Join("xds", "xds.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, objs := range map[string][]runtime.Object{
+		"overlays/xds": render(t, filepath.Join("overlays", "xds")).objs,
+		"xds/xds.yaml": kubetest.DecodeObjects(t, plain),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var d *appsv1.Deployment
+			var pdbs []*policyv1.PodDisruptionBudget
+			for _, o := range objs {
+				switch o := o.(type) {
+				case *appsv1.Deployment:
+					if o.Name == "spread-xds" {
+						d = o
+					}
+				case *policyv1.PodDisruptionBudget:
+					pdbs = append(pdbs, o)
+				}
+			}
+			if d == nil {
+				t.Fatal("no spread-xds Deployment")
+			}
+			if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+				t.Errorf("replicas %v, want ≥ 2", d.Spec.Replicas)
+			}
+			podLabels := labels.Set(d.Spec.Template.Labels)
+			covered := false
+			for _, p := range pdbs {
+				sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+				if err != nil || !sel.Matches(podLabels) {
+					continue
+				}
+				covered = true
+				if mu := p.Spec.MaxUnavailable; mu == nil || mu.Type != intstr.Int || mu.IntVal != 1 {
+					t.Errorf("PDB %s: maxUnavailable %v, want 1", p.Name, mu)
+				}
+				if p.Spec.MinAvailable != nil {
+					t.Errorf("PDB %s: minAvailable set (blocks drains of a 1-replica scale-down)", p.Name)
+				}
+			}
+			if !covered {
+				t.Error("no PodDisruptionBudget selects the spread-xds pods")
+			}
+			keys := map[string]bool{}
+			for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+				sel, err := metav1.LabelSelectorAsSelector(c.LabelSelector)
+				if err != nil || !sel.Matches(podLabels) {
+					t.Errorf("topology spread on %s does not select the pods", c.TopologyKey)
+					continue
+				}
+				keys[c.TopologyKey] = true
+			}
+			if !keys["topology.kubernetes.io/zone"] || !keys["kubernetes.io/hostname"] {
+				t.Errorf("topology spread keys %v, want zone and hostname", keys)
+			}
+			ctr := d.Spec.Template.Spec.Containers[0]
+			rp := ctr.ReadinessProbe
+			if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/readyz" {
+				t.Fatalf("readiness probe %+v, want GET /readyz (first full sync)", rp)
+			}
+			if rp.HTTPGet.Port.String() != "admin" || portOf(t, flagValue(ctr.Args, "admin-listen")) != containerPort(ctr, "admin") {
+				t.Errorf("readiness probe on port %s, admin server on %s", rp.HTTPGet.Port.String(), flagValue(ctr.Args, "admin-listen"))
+			}
+		})
+	}
+}
+
+func containerPort(c corev1.Container, name string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	return -1
 }

@@ -5,12 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 )
 
 // BootstrapConfig describes a grpc-go xDS client's bootstrap.
 type BootstrapConfig struct {
 	// ServerURI is the control plane's address, host:port (required).
 	ServerURI string
+	// FallbackURIs are further control planes, host:port, listed after ServerURI in
+	// xds_servers (gRFC A71). A client uses a later server only while every earlier one is
+	// unreachable and it lacks a resource it watches (with its resources cached it keeps
+	// them and retries the first), and returns to the first server when that one answers.
+	// Each entry carries its own copy of the channel credentials and server features.
+	FallbackURIs []string
 	// NodeID identifies the client (default "spread-client").
 	NodeID string
 	// Zone is the client's zone, sent as its node locality: with zone preference on, the
@@ -51,8 +58,14 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 	if c.ServerURI == "" {
 		return nil, errors.New("xds bootstrap: server URI is required")
 	}
-	if _, _, err := net.SplitHostPort(c.ServerURI); err != nil {
-		return nil, fmt.Errorf("xds bootstrap: server URI %q: want host:port: %w", c.ServerURI, err)
+	uris := append([]string{c.ServerURI}, c.FallbackURIs...)
+	for i, u := range uris {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			return nil, fmt.Errorf("xds bootstrap: server URI %q: want host:port: %w", u, err)
+		}
+		if slices.Index(uris, u) != i {
+			return nil, fmt.Errorf("xds bootstrap: server URI %q listed twice", u)
+		}
 	}
 	if c.NodeID == "" {
 		c.NodeID = "spread-client"
@@ -73,8 +86,10 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 		features = append(features, "ignore_resource_deletion")
 	}
 	b := bootstrapJSON{
-		XDSServers: []bootstrapServer{{ServerURI: c.ServerURI, ChannelCreds: []map[string]any{creds}, ServerFeatures: features}},
-		Node:       bootstrapNode{ID: c.NodeID},
+		Node: bootstrapNode{ID: c.NodeID},
+	}
+	for _, u := range uris {
+		b.XDSServers = append(b.XDSServers, bootstrapServer{ServerURI: u, ChannelCreds: []map[string]any{creds}, ServerFeatures: slices.Clone(features)})
 	}
 	if c.Zone != "" {
 		b.Node.Locality = map[string]string{"zone": c.Zone}

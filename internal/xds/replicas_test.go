@@ -3,6 +3,7 @@ package xds_test
 import (
 	"context"
 	"maps"
+	"net"
 	"testing"
 	"time"
 
@@ -10,7 +11,9 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcxds "google.golang.org/grpc/xds"
 
+	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/xds"
 )
@@ -206,4 +209,35 @@ func fmtVersions(m map[string]string) string {
 		s += k + "=" + m[k] + " "
 	}
 	return s
+}
+
+// TestBootstrapFallbackServer: with the first server of the bootstrap unreachable and
+// nothing cached, a real grpc-go client falls back to the next one (gRFC A71).
+func TestBootstrapFallbackServer(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	var src fakeEndpoints
+	bs := startBackends(t, 2, "be-")
+	src.publish(beKey, eps(bs, "")...)
+	cp := startControlPlane(t, "127.0.0.1:0", &src, xds.ServicesFromKeys(beKey))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close() // nothing listens there: connections are refused
+	b, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: dead, FallbackURIs: []string{cp.addr}, NodeID: "fallback-client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient("xds:///"+beTarget, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	c := echo.NewEchoServerClient(cc)
+	eventually(t, ctx, "both pods answer through the fallback server", func() (bool, string) { return onlyPods(ctx, c, 10, pods(bs...)...) })
 }

@@ -225,7 +225,8 @@ func adminMux(srv *xds.Server, reg *prometheus.Registry) *http.ServeMux {
 
 // BootstrapConfig is `spread xds bootstrap`'s configuration.
 type BootstrapConfig struct {
-	Server                  string
+	// Servers are the control planes in gRFC A71 fallback order (--server, repeatable).
+	Servers                 []string
 	NodeID                  string
 	Zone                    string
 	CAFile                  string
@@ -236,7 +237,10 @@ type BootstrapConfig struct {
 
 // RegisterFlags binds c's fields to flags in fs.
 func (c *BootstrapConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Server, "server", c.Server, "control plane address host:port (e.g. spread-xds.spread-system.svc:18000)")
+	fs.Func("server", "control plane address host:port (e.g. spread-xds.spread-system.svc:18000); repeat for gRFC A71 fallback servers, in order", func(v string) error {
+		c.Servers = append(c.Servers, v)
+		return nil
+	})
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "client node id (default: spread-client)")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "client zone, for zone preference (e.g. from topology.kubernetes.io/zone)")
 	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "use TLS to the control plane, trusting this CA bundle (PEM)")
@@ -247,8 +251,13 @@ func (c *BootstrapConfig) RegisterFlags(fs *flag.FlagSet) {
 
 // Bootstrap writes a grpc-go bootstrap JSON for c to w.
 func Bootstrap(w io.Writer, c BootstrapConfig) error {
+	var first string
+	var fallback []string
+	if len(c.Servers) > 0 {
+		first, fallback = c.Servers[0], c.Servers[1:]
+	}
 	b, err := xds.Bootstrap(xds.BootstrapConfig{
-		ServerURI: c.Server, NodeID: c.NodeID, Zone: c.Zone,
+		ServerURI: first, FallbackURIs: fallback, NodeID: c.NodeID, Zone: c.Zone,
 		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		KeepResourcesOnDeletion: c.KeepResourcesOnDeletion,
 	})

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,34 @@ func TestFlagsAndBootstrap(t *testing.T) {
 	}
 	if err := Bootstrap(&out, BootstrapConfig{}); err == nil {
 		t.Error("bootstrap without a server accepted")
+	}
+
+	// Repeated --server: gRFC A71 fallback order, each entry with its own creds and features.
+	bc = BootstrapConfig{}
+	fs = flag.NewFlagSet("bootstrap", flag.ContinueOnError)
+	bc.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--server=xds-a.example:18000", "--server=xds-b.example:18000", "--keep-resources-on-deletion"}); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := Bootstrap(&out, bc); err != nil {
+		t.Fatal(err)
+	}
+	b.XDSServers = nil
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.XDSServers) != 2 || b.XDSServers[0].ServerURI != "xds-a.example:18000" || b.XDSServers[1].ServerURI != "xds-b.example:18000" {
+		t.Fatalf("servers = %s", out.String())
+	}
+	for _, s := range b.XDSServers {
+		if len(s.ChannelCreds) != 1 || s.ChannelCreds[0]["type"] != "insecure" || !slices.Equal(s.ServerFeatures, []string{"xds_v3", "ignore_resource_deletion"}) {
+			t.Errorf("server %s: creds %v features %v", s.ServerURI, s.ChannelCreds, s.ServerFeatures)
+		}
+	}
+	for _, bad := range [][]string{{"xds-a:1", "xds-a:1"}, {"xds-a:1", "nohost"}} {
+		if err := Bootstrap(&out, BootstrapConfig{Servers: bad}); err == nil {
+			t.Errorf("servers %v accepted", bad)
+		}
 	}
 }
