@@ -18,6 +18,10 @@ type Dump struct {
 	Ready    bool                `json:"ready"`
 	Services []ServiceDump       `json:"services"`
 	Zones    map[string]ZoneDump `json:"zones"` // by client zone; "" = no zone preference
+	// Nacks are the rejections standing now (listed until the client ACKs again).
+	Nacks []Nack `json:"nacks"`
+	// Clients are the connected ADS streams, with versions sent, ACKed and NACKed per type.
+	Clients []ClientStatus `json:"clients"`
 }
 
 // ServiceDump is one Service's state in a Dump.
@@ -63,7 +67,11 @@ func (s *Server) Versions() map[string]map[string]string {
 func (s *Server) Dump() (Dump, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := Dump{Instance: s.instance, Ready: s.isReady, Services: []ServiceDump{}, Zones: map[string]ZoneDump{}}
+	d := Dump{Instance: s.instance, Ready: s.isReady, Services: []ServiceDump{}, Zones: map[string]ZoneDump{},
+		Nacks: s.clients.nacks(), Clients: s.clients.list()}
+	if d.Nacks == nil {
+		d.Nacks = []Nack{}
+	}
 	byName := map[string]*serviceState{}
 	for k, st := range s.svcs {
 		byName[k.String()] = st

@@ -105,7 +105,7 @@ func (c *zoneCache) set(key string, snap map[string]*typeSnapshot) {
 			}
 			continue
 		}
-		if w.held {
+		if w.held || w.req.GetErrorDetail() != nil && rejected(w.sub.ReturnedResources(), ts.version) {
 			continue
 		}
 		if c.hold > 0 && c.unknownLocked(key, w.req) { // parked before this cache had a snapshot
@@ -179,10 +179,10 @@ func (c *zoneCache) unknownLocked(key string, req *cachev3.Request) bool {
 }
 
 func shouldRespond(req *cachev3.Request, sub cachev3.Subscription, ts *typeSnapshot) bool {
-	if req.GetVersionInfo() != ts.version {
+	known := sub.ReturnedResources()
+	if req.GetVersionInfo() != ts.version && !(req.GetErrorDetail() != nil && rejected(known, ts.version)) {
 		return true
 	}
-	known := sub.ReturnedResources()
 	if len(known) == 0 && req.GetResponseNonce() == "" {
 		// A fresh stream whose client already holds this version (from another replica,
 		// or from this one before a reconnect): versions name content, so it has it all.
@@ -204,6 +204,22 @@ func shouldRespond(req *cachev3.Request, sub cachev3.Subscription, ts *typeSnaps
 		}
 	}
 	return false
+}
+
+// rejected reports whether a NACK (whose version_info is the client's last good version)
+// rejected version itself: everything last returned on the stream carried it. Sending it
+// again would only be rejected again, in a loop as fast as the client can answer, so the
+// watch waits for the next version (or a change of subscription) instead.
+func rejected(returned map[string]string, version string) bool {
+	if len(returned) == 0 {
+		return false
+	}
+	for _, v := range returned {
+		if v != version {
+			return false
+		}
+	}
+	return true
 }
 
 func respond(req *cachev3.Request, sub cachev3.Subscription, ts *typeSnapshot) *response {

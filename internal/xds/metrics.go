@@ -17,6 +17,7 @@ type metrics struct {
 	resources      *prometheus.GaugeVec
 	configErrors   *prometheus.CounterVec
 	nacks          *prometheus.CounterVec
+	nacking        *prometheus.GaugeVec
 	snapshots      prometheus.Counter
 	snapshotErrors prometheus.Counter
 }
@@ -43,6 +44,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spread_xds_nacks_total", Help: "Discovery requests that rejected the previous response, by type.",
 		}, []string{"type"}),
+		nacking: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spread_xds_nacking_clients", Help: "Connected clients whose latest answer for a type is a rejection (until they ACK again), by type.",
+		}, []string{"type"}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spread_xds_snapshots_total", Help: "Per-zone snapshots set.",
 		}),
@@ -53,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.clients, m.pushes, m.pushLatency, m.resources, m.configErrors, m.nacks, m.snapshots, m.snapshotErrors} {
+	for _, c := range []prometheus.Collector{m.clients, m.pushes, m.pushLatency, m.resources, m.configErrors, m.nacks, m.nacking, m.snapshots, m.snapshotErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -61,29 +65,53 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
+// shortType names a type URL for metrics, logs and ClientStatus: listener, route, cluster,
+// endpoint; any other type by its lower-cased message name.
 func shortType(url string) string {
+	for t, u := range typeURLs {
+		if u == url {
+			return typeNames[t]
+		}
+	}
 	i := strings.LastIndex(url, ".")
 	return strings.ToLower(url[i+1:])
 }
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(context.Context, int64, string) error {
+		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
 			s.m.clients.Inc()
+			s.clients.open(id)
 			return nil
 		},
-		StreamClosedFunc: func(int64, *corev3.Node) { s.m.clients.Dec() },
+		StreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.m.clients.Dec()
+			s.clients.closed(id)
+			s.updateNacking()
+		},
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			if e := req.GetErrorDetail(); e != nil {
-				s.m.nacks.WithLabelValues(shortType(req.GetTypeUrl())).Inc()
-				s.log.Warn("xds: client rejected a response", "node", req.GetNode().GetId(), "zone", req.GetNode().GetLocality().GetZone(),
-					"type", shortType(req.GetTypeUrl()), "version", req.GetVersionInfo(), "err", e.GetMessage())
+			if n, ok := s.clients.request(id, req); ok {
+				s.m.nacks.WithLabelValues(n.Type).Inc()
+				s.log.Warn("xds: client rejected a response (NACK)", "node", n.NodeID, "zone", n.Zone, "user_agent", n.UserAgent,
+					"type", n.Type, "version", n.Version, "resources", n.Resources, "err", n.Error)
+				s.updateNacking()
+			} else if req.GetResponseNonce() != "" {
+				s.updateNacking() // an ACK may end a rejection
 			}
 			s.admitZone(req.GetNode().GetLocality().GetZone())
 			return nil
 		},
-		StreamResponseFunc: func(_ context.Context, _ int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.m.pushes.WithLabelValues(shortType(resp.GetTypeUrl())).Inc()
+			s.clients.response(id, resp)
 		},
+	}
+}
+
+// updateNacking sets spread_xds_nacking_clients from the tracker.
+func (s *Server) updateNacking() {
+	by := s.clients.nackingByType()
+	for _, t := range []string{"listener", "route", "cluster", "endpoint"} {
+		s.m.nacking.WithLabelValues(t).Set(float64(by[t]))
 	}
 }

@@ -80,6 +80,7 @@ type Server struct {
 	endpoints EndpointSource
 	services  ServiceSource
 	cache     *zoneCache
+	clients   *clientTracker
 	ads       serverv3.Server
 	instance  string // identifies the process in /debug/xds (versions do not depend on it)
 
@@ -152,6 +153,7 @@ func New(endpoints EndpointSource, services ServiceSource, opts ...Option) (*Ser
 		admitted:  map[string]bool{},
 		svcs:      map[endpoint.Key]*serviceState{},
 		snaps:     map[string]*zoneSnapshot{},
+		clients:   newClientTracker(o.now),
 	}
 	s.streamCtx, s.endStreams = context.WithCancel(context.Background())
 	s.cache = newZoneCache(nodeHash{s}.ID, o.hold)
