@@ -46,12 +46,20 @@ type bootstrapServer struct {
 	ServerFeatures []string         `json:"server_features"`
 }
 
+// bootstrapNode is A27's "node": id, and locality always present. grpc-js-xds refuses a
+// bootstrap whose node has no "locality" ("locality field missing in node element"); an
+// empty object is accepted by every client and means "no zone".
 type bootstrapNode struct {
 	ID       string            `json:"id"`
-	Locality map[string]string `json:"locality,omitempty"`
+	Locality bootstrapLocality `json:"locality"`
 }
 
-// Bootstrap renders the bootstrap JSON a grpc-go client reads (from the file named by
+type bootstrapLocality struct {
+	Zone string `json:"zone,omitempty"`
+}
+
+// Bootstrap renders the bootstrap JSON (gRFC A27) an xDS client reads: grpc-go, grpc-js-xds
+// and C-core take it unmodified. grpc-go reads it (from the file named by
 // GRPC_XDS_BOOTSTRAP, the contents in GRPC_XDS_BOOTSTRAP_CONFIG, or passed to
 // google.golang.org/grpc/xds.NewXDSResolverWithConfigForTesting).
 func Bootstrap(c BootstrapConfig) ([]byte, error) {
@@ -91,9 +99,7 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 	for _, u := range uris {
 		b.XDSServers = append(b.XDSServers, bootstrapServer{ServerURI: u, ChannelCreds: []map[string]any{creds}, ServerFeatures: slices.Clone(features)})
 	}
-	if c.Zone != "" {
-		b.Node.Locality = map[string]string{"zone": c.Zone}
-	}
+	b.Node.Locality.Zone = c.Zone
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("xds bootstrap: %w", err)
