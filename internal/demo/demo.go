@@ -220,7 +220,7 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
 	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
 	if c.XDSAddr() != "" {
-		fmt.Fprintf(out, "  xDS control plane %s (xds:///%s)\n", c.XDSAddr(), xdsKey)
+		fmt.Fprintf(out, "  xDS control plane %s (xds:///%s, or xds:///%s.%s:%d for non-Go clients)\n", c.XDSAddr(), xdsKey, xdsKey.Service, xdsKey.Namespace, c.Port())
 	}
 	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
 	if d.tlsDir != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,7 +27,7 @@ type xdsControlPlane struct {
 }
 
 // xdsKey is the Service port the demo's control plane serves: clients dial
-// xds:///be-srv.default:grpc.
+// xds:///be-srv.default:grpc, or xds:///be-srv.default:50051 (the port's number).
 var xdsKey = endpoint.Key{Namespace: Namespace, Service: ClusterIPService, Port: PortName}
 
 // xdsTunedKey is a second Service over the same pods (same selector, as two Services can be
@@ -46,7 +47,10 @@ var xdsTunedAnnotations = map[string]string{
 }
 
 func startXDS(c *Cluster, addr string) (*xdsControlPlane, error) {
-	svcs := xds.StaticServices{{Key: xdsKey}, {Key: xdsTunedKey, Annotations: xdsTunedAnnotations}}
+	// Each port is also served under its number, as `spread xds` serves a named Service port:
+	// grpc-js and other non-Go clients cannot dial a named port (see docs/xds.md).
+	num := []string{strconv.Itoa(c.Port())}
+	svcs := xds.StaticServices{{Key: xdsKey, Aliases: num}, {Key: xdsTunedKey, Aliases: num, Annotations: xdsTunedAnnotations}}
 	srv, err := xds.New(c, svcs, xds.WithLogger(c.log.With("component", "xds")))
 	if err != nil {
 		return nil, err
