@@ -12,7 +12,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/endpoint"
 )
@@ -265,7 +266,7 @@ func TestClientTrackerAckNack(t *testing.T) {
 	req := func(version, nonce string, nack string) (Nack, bool) {
 		r := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: cds, VersionInfo: version, ResponseNonce: nonce, ResourceNames: []string{"s"}}
 		if nack != "" {
-			r.ErrorDetail = &status.Status{Code: 3, Message: nack}
+			r.ErrorDetail = status.New(codes.InvalidArgument, nack).Proto()
 		}
 		return tr.request(7, r)
 	}

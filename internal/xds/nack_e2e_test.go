@@ -12,9 +12,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/internal/xds"
 )
@@ -79,7 +80,7 @@ func TestNackIsVisibleAndNotResent(t *testing.T) {
 		t.Helper()
 		r := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: cds, VersionInfo: version, ResponseNonce: nonce, ResourceNames: []string{"be.default:grpc"}}
 		if nack != "" {
-			r.ErrorDetail = &status.Status{Code: 3, Message: nack}
+			r.ErrorDetail = status.New(codes.InvalidArgument, nack).Proto()
 		}
 		if err := stream.Send(r); err != nil {
 			t.Fatal(err)
