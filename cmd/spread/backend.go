@@ -33,11 +33,16 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS); files are re-read when they change")
 	healthAddr := fs.String("health-addr", "-", `plaintext gRPC address serving only grpc.health.v1 (for kubelet gRPC probes when --addr requires mTLS; "-" disables)`)
 	orcaCapacity := fs.Float64("orca-capacity", 0, "send ORCA load reports (for weighted_round_robin): calls/s at 100% utilization; 0 = off")
+	var fair fairShareConfig
+	fair.register(fs)
 	newLog := logFlags(fs, e)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := fair.validate(*adminAddr); err != nil {
 		return usageError{err}
 	}
 	log, err := newLog()
@@ -61,6 +66,16 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 					log.Error("ORCA service not registered", "err", err)
 				}
 			}))
+	}
+	if fair.enabled() {
+		fctx, stopPeers := context.WithCancel(context.Background())
+		fopts, wait, err := fair.options(fctx, *adminAddr, log, reg)
+		if err != nil {
+			stopPeers()
+			return err
+		}
+		defer func() { stopPeers(); wait() }()
+		opts = append(opts, backend.WithFairShare(fopts...))
 	}
 	srv, err := backend.New(cfg, opts...)
 	if err != nil {
@@ -96,7 +111,11 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	actx, stopAdmin := context.WithCancel(context.Background())
 	adminErr := make(chan error, 1)
 	if adminLis != nil {
-		a := admin.New(reg, admin.WithReadiness(srv.Ready))
+		aopts := []admin.Option{admin.WithReadiness(srv.Ready)}
+		if f := srv.FairShare(); f != nil {
+			aopts = append(aopts, admin.WithHandler("GET /fairshare", f.Handler()))
+		}
+		a := admin.New(reg, aopts...)
 		go func() { adminErr <- a.Serve(actx, adminLis, time.Second, log) }()
 	} else {
 		adminErr <- nil

@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/fairshare"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 )
 
@@ -90,6 +92,8 @@ type options struct {
 	registerer prometheus.Registerer
 	serverOpts []grpc.ServerOption
 	register   []func(*grpc.Server)
+	fairShare  []fairshare.Option
+	fair       bool
 }
 
 // WithLogger sets the logger (default: discard).
@@ -107,6 +111,13 @@ func WithServerOptions(so ...grpc.ServerOption) Option {
 // ORCA load reporting).
 func WithService(register func(*grpc.Server)) Option {
 	return func(o *options) { o.register = append(o.register, register) }
+}
+
+// WithFairShare serves every connection on its own grpc.Server under a fairshare.Server,
+// which sheds connections above the backend's fair share (see package fairshare). Its name
+// defaults to the pod's; its metrics go to the backend's registerer.
+func WithFairShare(opts ...fairshare.Option) Option {
+	return func(o *options) { o.fair = true; o.fairShare = append(o.fairShare, opts...) }
 }
 
 // DefaultPodName is the identity a backend takes when none is given: $POD_NAME (the Kubernetes
@@ -127,6 +138,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	grpc    *grpc.Server
+	srv     grpcServer        // grpc, or fair when fair-share is on
+	fair    *fairshare.Server // nil unless WithFairShare
 	health  *drainingHealth
 	metrics *metrics
 
@@ -204,16 +217,40 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	so = append(so, o.serverOpts...)
 
-	s := &Server{cfg: cfg, log: o.log, grpc: grpc.NewServer(so...), health: newDrainingHealth(), metrics: m}
-	echo.RegisterEchoServerServer(s.grpc, &echoService{s: s})
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s := &Server{cfg: cfg, log: o.log, health: newDrainingHealth(), metrics: m}
+	build := func(extra ...grpc.ServerOption) *grpc.Server {
+		g := grpc.NewServer(append(slices.Clone(so), extra...)...)
+		echo.RegisterEchoServerServer(g, &echoService{s: s})
+		healthpb.RegisterHealthServer(g, s.health)
+		reflection.Register(g)
+		for _, r := range o.register {
+			r(g)
+		}
+		return g
+	}
 	s.health.SetServingStatus("echo.EchoServer", healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(s.grpc)
-	for _, r := range o.register {
-		r(s.grpc)
+	s.grpc = build()
+	s.srv = s.grpc
+	if o.fair {
+		fo := append([]fairshare.Option{fairshare.WithName(cfg.Pod), fairshare.WithLogger(o.log),
+			fairshare.WithRegisterer(o.registerer), fairshare.WithGrace(cfg.Grace)}, o.fairShare...)
+		if s.fair, err = fairshare.NewServer(build, fo...); err != nil {
+			return nil, fmt.Errorf("backend: %w", err)
+		}
+		s.srv = s.fair
 	}
 	return s, nil
 }
+
+// grpcServer is what Serve, Drain and Stop need of a *grpc.Server (or a fairshare.Server).
+type grpcServer interface {
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
+}
+
+// FairShare returns the fair-share server (for its admin handler), or nil when off.
+func (s *Server) FairShare() *fairshare.Server { return s.fair }
 
 // Pod returns the backend's identity.
 func (s *Server) Pod() string { return s.cfg.Pod }
@@ -224,6 +261,7 @@ func (s *Server) Pod() string { return s.cfg.Pod }
 func (s *Server) RegisterHealth(g *grpc.Server) { healthpb.RegisterHealthServer(g, s.health) }
 
 // GRPCServer exposes the underlying server, for registering more services before Serve.
+// With WithFairShare it is only a template: register services with WithService instead.
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 
 // Ready reports nil while the backend takes new calls, an error once it drains.
@@ -250,7 +288,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	s.mu.Unlock()
 	errc := make(chan error, 1)
-	go func() { errc <- s.grpc.Serve(lis) }()
+	go func() { errc <- s.srv.Serve(lis) }()
 	select {
 	case err := <-errc:
 		if err == nil { // stopped by Stop (a hard kill)
@@ -277,15 +315,15 @@ func (s *Server) Drain() {
 	start := time.Now()
 	t := time.AfterFunc(s.cfg.Grace, func() {
 		s.log.Warn("grace period over, stopping with calls in flight", "pod", s.cfg.Pod, "grace", s.cfg.Grace)
-		s.grpc.Stop()
+		s.srv.Stop()
 	})
 	defer t.Stop()
-	s.grpc.GracefulStop()
+	s.srv.GracefulStop()
 	s.log.Info("drained", "pod", s.cfg.Pod, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // Stop closes every connection at once, failing in-flight calls (a hard kill).
-func (s *Server) Stop() { s.grpc.Stop() }
+func (s *Server) Stop() { s.srv.Stop() }
 
 func (s *Server) ip() string {
 	s.mu.Lock()
