@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
+	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/internal/demo"
 )
 
@@ -55,6 +61,10 @@ func get(t *testing.T, rep *Report, sc, mode string) Result {
 	return r
 }
 
+// refused counts r's failed calls other than those that outlasted their deadline (and
+// those dropped at the in-flight limit): the failures a busy machine does not explain.
+func refused(r Result) int { return r.Report.Failed - r.Report.Errors[codes.DeadlineExceeded.String()] }
+
 // The behaviour the report claims, scenario by scenario, on real clusters with real gRPC.
 func TestScenarioClaims(t *testing.T) {
 	if testing.Short() {
@@ -83,20 +93,29 @@ func TestScenarioClaims(t *testing.T) {
 	if r := get(t, rep, "scale-up", "headless"); r.NewPods != 3 || r.NewPodsReached != 0 {
 		t.Errorf("headless scale-up: %d of %d new pods reached, want 0 of 3", r.NewPodsReached, r.NewPods)
 	}
-	// dns-refresh reaches every new pod within its interval (plus one more for a lookup that
-	// was already under way, and the calls' spacing).
-	if r := get(t, rep, "scale-up", "dns-refresh"); r.NewPodsReached != 3 || r.AllNewMS < 0 || r.AllNewMS > float64(2*refresh/time.Millisecond)+100 {
-		t.Errorf("dns-refresh scale-up: %d of %d new pods reached, the last after %.0f ms; want all within %v",
-			r.NewPodsReached, r.NewPods, r.AllNewMS, refresh)
+	// dns-refresh reaches every new pod within the run: 4.5 refresh intervals after the
+	// scale-up, more than 3x what it takes on a busy machine (one or two intervals; the figure
+	// is logged and reported by `spread compare`, not asserted).
+	if r := get(t, rep, "scale-up", "dns-refresh"); r.NewPodsReached != 3 || r.AllNewMS < 0 {
+		t.Errorf("dns-refresh scale-up: %d of %d new pods reached within the run; want all 3",
+			r.NewPodsReached, r.NewPods)
+	} else {
+		t.Logf("dns-refresh scale-up: the last new pod reached %.0f ms after the scale-up (refresh every %v)", r.AllNewMS, refresh)
 	}
-	// A rolling restart under dns-refresh fails no call.
-	if r := get(t, rep, "rollout", "dns-refresh"); r.Failed != 0 || r.NewPodsReached != r.NewPods {
-		t.Errorf("dns-refresh rollout: %d failed, %d of %d new pods reached; want 0 failed, all reached", r.Failed, r.NewPodsReached, r.NewPods)
+	// A rolling restart under dns-refresh refuses no call: no pod goes away under a call
+	// (that would be Unavailable). Calls that outlast their deadline, or are dropped, on an
+	// overloaded machine are load, not the rollout: logged, not asserted.
+	if r := get(t, rep, "rollout", "dns-refresh"); refused(r) != 0 || r.NewPodsReached != r.NewPods {
+		t.Errorf("dns-refresh rollout: %d failed (%v), %d of %d new pods reached; want none refused, all reached", r.Failed, r.Report.Errors, r.NewPodsReached, r.NewPods)
+	} else if r.Failed != 0 {
+		t.Logf("dns-refresh rollout: %d calls failed by deadline or dropped (a busy machine)", r.Failed)
 	}
 	// Long-lived streams follow a scale-up when the pods bound their age and the resolver
 	// follows DNS; with plain headless they resume, but only onto the old pods.
-	if r := get(t, rep, "streams-scale-up", "dns-refresh"); r.NewPodsReached != 3 || r.Failed != 0 {
-		t.Errorf("dns-refresh streams: %d of %d new pods reached, %d failed (%v); want all, none failed", r.NewPodsReached, r.NewPods, r.Failed, r.Report.Errors)
+	if r := get(t, rep, "streams-scale-up", "dns-refresh"); r.NewPodsReached != 3 || refused(r) != 0 {
+		t.Errorf("dns-refresh streams: %d of %d new pods reached, %d failed (%v); want all, none refused", r.NewPodsReached, r.NewPods, r.Failed, r.Report.Errors)
+	} else if r.Failed != 0 {
+		t.Logf("dns-refresh streams: %d messages failed by deadline or dropped (a busy machine)", r.Failed)
 	}
 	if r := get(t, rep, "streams-scale-up", "headless"); r.NewPodsReached != 0 || r.Report.OK == 0 {
 		t.Errorf("headless streams: %d new pods reached, %d messages; want 0 new pods, messages flowing", r.NewPodsReached, r.Report.OK)
@@ -116,37 +135,149 @@ func TestScenarioClaims(t *testing.T) {
 	}
 }
 
-// A frozen pod (TCP open, never answers) costs the tuned modes under 1% of their calls: the
-// call deadline fails them fast and outlier detection ejects the pod, whether the client's
-// service config sets them (dns-refresh-tuned, kube-tuned) or the xDS control plane sends them (xds-tuned).
+// callLog records, for each unary call of a run, when it started, the peer it went to and
+// how it ended: which pod a failed call was waiting on, which the load report cannot say.
+type callLog struct {
+	echo.EchoServerClient
+	mu     sync.Mutex
+	calls  []loggedCall
+	frozen string // the frozen pod's address, read when the run releases its client
+}
+
+type loggedCall struct {
+	start time.Time
+	peer  string // "" when the call never reached a transport
+	code  codes.Code
+}
+
+func (l *callLog) SayHello(ctx context.Context, in *echo.EchoRequest, opts ...grpc.CallOption) (*echo.EchoReply, error) {
+	var p peer.Peer
+	start := time.Now()
+	r, err := l.EchoServerClient.SayHello(ctx, in, append(opts, grpc.Peer(&p))...)
+	c := loggedCall{start: start, code: status.Code(err)}
+	if p.Addr != nil {
+		c.peer = p.Addr.String()
+	}
+	l.mu.Lock()
+	l.calls = append(l.calls, c)
+	l.mu.Unlock()
+	return r, err
+}
+
+// logged wraps a contender so that each call of its run is recorded in the returned log.
+func logged(ct Contender) (Contender, *callLog) {
+	l := &callLog{}
+	connect := ct.Connect
+	ct.Connect = func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
+		client, closeFn, err := connect(ctx, c, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		l.EchoServerClient = client
+		return l, func() error {
+			for _, p := range c.Status() {
+				if p.Frozen {
+					l.mu.Lock()
+					l.frozen = p.Address
+					l.mu.Unlock()
+				}
+			}
+			return closeFn()
+		}, nil
+	}
+	return ct, l
+}
+
+// A frozen pod (TCP open, never answers) is found and dropped by the tuned modes: the call
+// deadline fails the calls waiting on it, outlier detection ejects it (and no live pod), and
+// from then on it gets no call, whether the client's service config sets them
+// (dns-refresh-tuned, kube-tuned) or the xDS control plane sends them (xds-tuned). Untuned
+// dns-refresh keeps sending it its share to the end. The share of failed calls is logged,
+// not asserted: it depends on how busy the machine is (0.5-0.7 % alone, over 1 % with other
+// packages' tests running), and so do calls to live pods that outlast the 500 ms deadline on
+// an overloaded machine; `spread compare --scenarios frozen-pod` reports both.
 func TestFrozenPodTuned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster scenario")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// One of the scenario's 5 pods: at 100 calls/s each pod gets 10 calls per ejection
+	// interval, twice the request volume outlier detection needs (with 10 pods it would be
+	// exactly the minimum, and ejection a matter of pacing jitter).
 	frozen := scenarios(t, "frozen-pod")[0]
-	frozen.Replicas = 10
+	const duration = 20 * time.Second
+	// Ejection takes one or two ejection intervals after the first calls time out (about
+	// 1.5 s after the freeze here, alone or loaded); the bound leaves more than 3x of that.
+	const ejectedWithin = 6 * time.Second
+	modes := []string{"dns-refresh-tuned", "kube-tuned", "xds-tuned", "dns-refresh"}
+	logs := map[string]*callLog{}
+	var cs []Contender
+	for _, ct := range contenders(t, modes...) {
+		ct, l := logged(ct)
+		logs[ct.Name] = l
+		cs = append(cs, ct)
+	}
 	rep, err := Run(ctx, Config{
-		Contenders: contenders(t, "dns-refresh-tuned", "kube-tuned", "xds-tuned", "dns-refresh"),
-		Scenarios:  []Scenario{frozen}, Rate: 100, Duration: 20 * time.Second, EventAt: 0.1, FirstNet: 170,
+		Contenders: cs, Scenarios: []Scenario{frozen}, Rate: 100, Duration: duration, EventAt: 0.1, FirstNet: 170,
+		// Two runs at a time, not four: what is asserted are deadlines of 500 ms, so the
+		// test must not starve itself of CPU on a busy 2-core machine.
+		Parallel: 2,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := get(t, rep, "frozen-pod", "dns-refresh")
-	// The client's service config sets them (dns-refresh-tuned, kube-tuned) or the control plane
-	// sends them (xds-tuned): the same outcome.
-	for _, mode := range []string{"dns-refresh-tuned", "kube-tuned", "xds-tuned"} {
-		tuned := get(t, rep, "frozen-pod", mode)
-		t.Logf("frozen pod of 10: %s %d of %d failed (%.2f%%), untuned dns-refresh %d (%.2f%%)",
-			mode, tuned.Failed, tuned.Report.Scheduled, tuned.FailedPct, plain.Failed, plain.FailedPct)
-		if tuned.FailedPct >= 1 {
-			t.Errorf("%s: %d of %d calls failed (%.2f%%), want under 1%%", mode, tuned.Failed, tuned.Report.Scheduled, tuned.FailedPct)
+	for _, mode := range modes {
+		r := get(t, rep, "frozen-pod", mode)
+		l := logs[mode]
+		if l.frozen == "" {
+			t.Fatalf("%s: no pod frozen", mode)
 		}
-	}
-	if plain.FailedPct < 5 {
-		t.Errorf("untuned: %.2f%% failed; the frozen pod should cost it about a tenth of its calls", plain.FailedPct)
+		freeze := r.Report.Start.Add(time.Duration(r.EventMS * float64(time.Millisecond)))
+		var onFrozen, lastQuarter, liveFailed int
+		var last time.Duration // when the frozen pod's last call started, after the freeze
+		for _, c := range l.calls {
+			switch {
+			case c.start.Before(freeze):
+				// Before the freeze every pod answers.
+			case c.peer == l.frozen:
+				onFrozen++
+				if c.code != codes.DeadlineExceeded {
+					t.Errorf("%s: a call to the frozen pod ended with %v, want DeadlineExceeded", mode, c.code)
+				}
+				last = max(last, c.start.Sub(freeze))
+				if c.start.After(r.Report.Start.Add(duration * 3 / 4)) {
+					lastQuarter++
+				}
+			case c.code != codes.OK:
+				liveFailed++
+				if c.code != codes.DeadlineExceeded {
+					t.Errorf("%s: a call to live pod %q ended with %v", mode, c.peer, c.code)
+				}
+			}
+		}
+		t.Logf("frozen pod of 5: %s %d of %d failed (%.2f%%), %d on the frozen pod, the last sent to it %v after the freeze; %d on live pods (deadline)",
+			mode, r.Failed, r.Report.Scheduled, r.FailedPct, onFrozen, last.Round(time.Millisecond), liveFailed)
+		if onFrozen == 0 {
+			t.Errorf("%s: no call reached the frozen pod %s after the freeze", mode, l.frozen)
+			continue
+		}
+		if mode == "dns-refresh" {
+			// Untuned: nothing ejects it, it keeps getting about a fifth of the calls.
+			if lastQuarter == 0 {
+				t.Errorf("untuned dns-refresh: no call to the frozen pod in the last quarter of the run; want it to keep its share")
+			}
+			continue
+		}
+		// Ejected: after the ejection the frozen pod got no call ...
+		if last > ejectedWithin {
+			t.Errorf("%s: the frozen pod still got a call %v after the freeze; want it ejected within %v", mode, last.Round(time.Millisecond), ejectedWithin)
+		}
+		// ... and it alone: every live pod still got calls at the end (an ejected one would
+		// be idle for the 30 s base ejection time).
+		if r.Idle != 0 {
+			t.Errorf("%s: %d of %d live pods idle in the last quarter; want only the frozen pod ejected", mode, r.Idle, r.LivePods)
+		}
 	}
 }
 
