@@ -287,6 +287,9 @@ func TestOverlaysOnRealCluster(t *testing.T) {
 					{verb: "list", resource: "services", allowed: true}, {verb: "watch", resource: "services", allowed: true},
 					{verb: "get", resource: "services"}, {verb: "get", resource: "secrets"}, {verb: "list", resource: "pods"},
 					{verb: "list", resource: "services", ns: "default"}, {verb: "list", resource: "services", ns: "*"},
+					{verb: "create", resource: "events", allowed: true}, {verb: "patch", resource: "events", allowed: true},
+					{verb: "list", resource: "events"}, {verb: "delete", resource: "events"}, {verb: "update", resource: "services"},
+					{verb: "create", resource: "events", ns: "default"},
 				})
 				testMode(t, c, ns, certs, "xds")
 			default:

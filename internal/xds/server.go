@@ -43,6 +43,7 @@ type options struct {
 	zones    zonePolicy
 	maxZones int
 	hold     time.Duration
+	onConfig func(Service, error)
 	now      func() time.Time
 }
 
@@ -70,6 +71,14 @@ func WithMaxZones(n int) Option { return func(o *options) { o.maxZones = n } }
 // nothing) or from a state this process never saw; holding it keeps a lagging replica from
 // moving a client back to an older configuration. 0 answers at once.
 func WithUnknownVersionHold(d time.Duration) Option { return func(o *options) { o.hold = d } }
+
+// WithConfigErrorHandler sets fn to be told when a Service's annotations are rejected (the
+// last good configuration stays): once per Service port and distinct error, not again while
+// the same error persists. It is called with the Server's lock held: it must not block or
+// call the Server (an event recorder's non-blocking Event is fine).
+func WithConfigErrorHandler(fn func(svc Service, err error)) Option {
+	return func(o *options) { o.onConfig = fn }
+}
 
 // Server is the ADS control plane. Create it with New, register it on a grpc.Server with
 // Register, and Run it. Its methods may be called concurrently.
@@ -245,7 +254,7 @@ func (s *Server) onServices(list []Service) {
 	for k, svc := range want {
 		st, ok := s.svcs[k]
 		if ok {
-			if !maps.Equal(st.svc.Annotations, svc.Annotations) || !slices.Equal(st.svc.Aliases, svc.Aliases) {
+			if !maps.Equal(st.svc.Annotations, svc.Annotations) || !slices.Equal(st.svc.Aliases, svc.Aliases) || st.svc.UID != svc.UID {
 				st.svc = svc
 				s.applyConfigLocked(st)
 			}
@@ -296,6 +305,9 @@ func (s *Server) applyConfigLocked(st *serviceState) {
 		_, err = buildCluster(st.svc.Key.String(), cfg)
 	}
 	if err != nil {
+		if s.opts.onConfig != nil && (st.cfgErr == nil || st.cfgErr.Error() != err.Error()) {
+			s.opts.onConfig(st.svc, err)
+		}
 		st.cfgErr = err
 		s.m.configErrors.WithLabelValues(st.svc.Key.String(), reasonOf(err)).Inc()
 		s.log.Warn("xds: service configuration rejected, keeping the last good one",

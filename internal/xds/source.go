@@ -25,6 +25,9 @@ type Service struct {
 	Aliases []string
 	// Annotations configure the Service (see ParseServiceConfig).
 	Annotations map[string]string
+	// UID identifies the source object (Kubernetes: the Service's UID), for reports about
+	// it such as Events; it may be empty.
+	UID string
 }
 
 // ServiceSource announces which Service ports to serve.

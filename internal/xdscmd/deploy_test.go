@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,4 +106,118 @@ func TestDeployManifestAndRBAC(t *testing.T) {
 	if readyWithin(t, kc.UserConfig("system:serviceaccount:spread-system:nobody", "system:serviceaccounts"), 2*time.Second) {
 		t.Fatal("control plane without the binding synced: the test proves nothing")
 	}
+}
+
+// TestBadAnnotationEvent: a malformed annotation puts one Warning Event on the Service (what
+// `kubectl describe service` lists), recorded with the manifest's ServiceAccount identity
+// (its ClusterRole lets it create and patch Events); the same error on a second port
+// counts on that Event instead of adding one; a fixed and re-broken Service reports again.
+func TestBadAnnotationEvent(t *testing.T) {
+	kc := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cs, err := kubernetes.NewForConfig(kc.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "spread-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applyFile(ctx, t, cs, "../../deploy/xds/xds.yaml")
+
+	rc := kc.UserConfig("system:serviceaccount:spread-system:spread-xds", "system:serviceaccounts", "system:serviceaccounts:spread-system")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eps, svcs, closeSrc, err := KubeSourcesForConfig(rc, DefaultConfig(), log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSrc()
+	events, err := NewServiceEventsForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	srv, err := xds.New(eps, svcs, xds.WithLogger(log), xds.WithConfigErrorHandler(events.Report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "be", Namespace: "default", Annotations: map[string]string{xds.AnnotationLBPolicy: "round_robbin"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 50051}, {Name: "grpc-alt", Port: 50052}}},
+	}
+	svc, err = cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := func() []corev1.Event {
+		l, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=Service,involvedObject.name=be,involvedObject.uid=" + string(svc.UID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []corev1.Event
+		for _, e := range l.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == EventReason {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	until := func(what string, cond func([]corev1.Event) bool) []corev1.Event {
+		t.Helper()
+		for {
+			evs := warnings()
+			if cond(evs) {
+				return evs
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: not seen; events %+v", what, evs)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	evs := until("one Warning Event counted twice (two ports, one error)", func(evs []corev1.Event) bool {
+		return len(evs) == 1 && evs[0].Count == 2 || len(evs) > 1
+	})
+	if len(evs) != 1 {
+		t.Fatalf("%d Warning Events for one error, want 1 (deduplicated): %+v", len(evs), evs)
+	}
+	if e := evs[0]; !strings.Contains(e.Message, "round_robbin") || e.Source.Component != "spread-xds" {
+		t.Errorf("event message %q, source %q: want the bad value and component spread-xds", e.Message, e.Source.Component)
+	}
+
+	// Fixed, then broken the same way: reported again (on the same Event, counting up).
+	for _, policy := range []string{"round_robin", "round_robbin"} {
+		cur, err := cs.CoreV1().Services("default").Get(ctx, "be", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Annotations[xds.AnnotationLBPolicy] = policy
+		if _, err := cs.CoreV1().Services("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if policy == "round_robin" {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				d, err := srv.Dump()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(d.Services) > 0 && d.Services[0].ConfigError == "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("fixed annotation not taken")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	until("the re-broken Service reported again", func(evs []corev1.Event) bool { return len(evs) == 1 && evs[0].Count >= 4 })
 }

@@ -15,8 +15,9 @@ import (
 )
 
 // kubeSources builds the Kubernetes sources: Services (kubeservices) and their
-// EndpointSlices (endpointslice), over one client speaking protobuf.
-func kubeSources(cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.EndpointSource, xds.ServiceSource, func(), error) {
+// EndpointSlices (endpointslice), over one client speaking protobuf, and the recorder of
+// Events on Services whose configuration is rejected.
+func kubeSources(cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.EndpointSource, xds.ServiceSource, *ServiceEvents, func(), error) {
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig != "" {
@@ -25,9 +26,18 @@ func kubeSources(cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.E
 		rc, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("client configuration (use --kubeconfig outside a cluster): %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("client configuration (use --kubeconfig outside a cluster): %w", err)
 	}
-	return KubeSourcesForConfig(rc, cfg, log, reg)
+	eps, svcs, closeSrc, err := KubeSourcesForConfig(rc, cfg, log, reg)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ev, err := NewServiceEventsForConfig(rc)
+	if err != nil {
+		closeSrc()
+		return nil, nil, nil, nil, err
+	}
+	return eps, svcs, ev, func() { ev.Close(); closeSrc() }, nil
 }
 
 // KubeSourcesForConfig builds the Kubernetes sources from a REST configuration (tests use

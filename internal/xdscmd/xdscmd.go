@@ -115,16 +115,17 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	endpoints, services := cfg.Endpoints, cfg.Services
+	opts := []xds.Option{xds.WithLogger(log), xds.WithRegisterer(reg), xds.WithZonePreference(cfg.ZoneMinHealthy)}
 	if endpoints == nil {
-		eps, svcs, closeKube, err := kubeSources(cfg, log, reg)
+		eps, svcs, events, closeKube, err := kubeSources(cfg, log, reg)
 		if err != nil {
 			return fmt.Errorf("xds: kubernetes sources: %w", err)
 		}
 		defer closeKube()
 		endpoints, services = eps, svcs
+		opts = append(opts, xds.WithConfigErrorHandler(events.Report))
 	}
-	srv, err := xds.New(endpoints, services,
-		xds.WithLogger(log), xds.WithRegisterer(reg), xds.WithZonePreference(cfg.ZoneMinHealthy))
+	srv, err := xds.New(endpoints, services, opts...)
 	if err != nil {
 		return err
 	}

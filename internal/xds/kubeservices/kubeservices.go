@@ -145,7 +145,7 @@ func (s *Source) announce(svcs []*corev1.Service) []xds.Service {
 			if p.Name != "" {
 				k.Port, aliases = p.Name, []string{num}
 			}
-			out = append(out, xds.Service{Key: k, Aliases: aliases, Annotations: ann})
+			out = append(out, xds.Service{Key: k, Aliases: aliases, Annotations: ann, UID: string(svc.UID)})
 		}
 	}
 	slices.SortFunc(out, func(a, b xds.Service) int { return strings.Compare(a.Key.String(), b.Key.String()) })
@@ -154,6 +154,6 @@ func (s *Source) announce(svcs []*corev1.Service) []xds.Service {
 
 func equal(a, b []xds.Service) bool {
 	return slices.EqualFunc(a, b, func(x, y xds.Service) bool {
-		return x.Key == y.Key && slices.Equal(x.Aliases, y.Aliases) && maps.Equal(x.Annotations, y.Annotations)
+		return x.Key == y.Key && x.UID == y.UID && slices.Equal(x.Aliases, y.Aliases) && maps.Equal(x.Annotations, y.Annotations)
 	})
 }
