@@ -95,7 +95,10 @@ func TestPublisherCurrentFirstThenChanges(t *testing.T) {
 
 	got := make(chan Set, 10)
 	subCtx, stop := context.WithCancel(ctx)
-	wait := p.Subscribe(subCtx, func(s Set) { got <- s })
+	wait, err := p.Subscribe(subCtx, func(s Set) { got <- s })
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	expect := func(want Set) {
 		t.Helper()
@@ -126,24 +129,56 @@ func TestPublisherCoalescesToNewest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var p Publisher
+	entered := make(chan struct{}, 1)
 	block := make(chan struct{})
 	got := make(chan Set, 100)
-	wait := p.Subscribe(ctx, func(s Set) { <-block; got <- s })
-	for i := range 50 {
-		p.Publish(Set{{Address: "192.0.2.1", Port: int32(i + 1)}})
+	wait, err := p.Subscribe(ctx, func(s Set) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-block
+		got <- s
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(i int) Set { return Set{{Address: "192.0.2.1", Port: int32(i)}} }
+	p.Publish(set(1))
+	select {
+	case <-entered: // the subscriber holds set 1 and is blocked
+	case <-ctx.Done():
+		t.Fatal("first set never delivered")
+	}
+	// 49 sets published while the subscriber is busy: it must skip to the newest.
+	for i := 2; i <= 50; i++ {
+		p.Publish(set(i))
 	}
 	close(block)
-	for {
+	for _, want := range []int32{1, 50} {
 		select {
 		case s := <-got:
-			if s[0].Port == 50 {
-				cancel()
-				wait()
-				return
+			if s[0].Port != want {
+				t.Fatalf("delivered set with port %d, want %d (no coalescing to the newest)", s[0].Port, want)
 			}
 		case <-ctx.Done():
-			t.Fatal("newest set never delivered")
+			t.Fatalf("set %d never delivered", want)
 		}
+	}
+	cancel()
+	wait()
+	if len(got) > 0 {
+		t.Errorf("%d more sets delivered after the newest", len(got))
+	}
+}
+
+func TestPublisherSubscribeDoneContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var p Publisher
+	p.Publish(Set{})
+	if wait, err := p.Subscribe(ctx, func(Set) { t.Error("fn called") }); err == nil || wait != nil {
+		t.Fatalf("Subscribe with a done context = %v, %v; want no subscription and an error", wait != nil, err)
 	}
 }
 

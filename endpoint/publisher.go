@@ -9,6 +9,10 @@ import (
 // subscriber first gets the current set (once one has been published), then every later
 // change. Delivery coalesces: a slow subscriber skips intermediate sets and always ends on the
 // newest one. The zero Publisher is ready to use; its methods may be called concurrently.
+//
+// A Publisher is the per-key building block of a Source: a source keeps one Publisher per Key
+// it follows, publishes into it, and implements Source.Subscribe with Publisher.Subscribe,
+// which keeps every delivery promise of the Source contract.
 type Publisher struct {
 	mu      sync.Mutex
 	cur     Set
@@ -48,10 +52,15 @@ func (p *Publisher) Current() (Set, bool) {
 	return p.cur, p.version > 0
 }
 
-// Subscribe calls fn with the current set (if any), then with each newer set, from one
-// goroutine, until ctx is done. It returns at once; the returned function waits until the
-// delivery goroutine has exited (call it after cancelling ctx). fn must not modify the set.
-func (p *Publisher) Subscribe(ctx context.Context, fn func(Set)) (wait func()) {
+// Subscribe calls fn with the current set (if any; else with the first one published), then
+// with each newer set, from one goroutine, until ctx is done. It returns at once, with the
+// same results as Source.Subscribe: an error (ctx's cause) and no subscription when ctx is
+// already done, else wait, which blocks until the delivery goroutine has exited (call it
+// after cancelling ctx). fn must not modify the set.
+func (p *Publisher) Subscribe(ctx context.Context, fn func(Set)) (wait func(), err error) {
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
 	sub := &subscription{notify: make(chan struct{}, 1)}
 	p.mu.Lock()
 	if p.subs == nil {
@@ -78,6 +87,9 @@ func (p *Publisher) Subscribe(ctx context.Context, fn func(Set)) (wait func()) {
 				return
 			case <-sub.notify:
 			}
+			if ctx.Err() != nil {
+				return // both were ready: never deliver after ctx is done
+			}
 			p.mu.Lock()
 			s, v := p.cur, p.version
 			p.mu.Unlock()
@@ -88,5 +100,5 @@ func (p *Publisher) Subscribe(ctx context.Context, fn func(Set)) (wait func()) {
 			fn(s)
 		}
 	}()
-	return func() { <-done }
+	return func() { <-done }, nil
 }

@@ -26,6 +26,8 @@ import (
 	"github.com/spread-grpc/spread/endpoint"
 )
 
+var _ endpoint.Source = (*Source)(nil)
+
 // ErrClosed is returned by Subscribe after Close.
 var ErrClosed = errors.New("endpointslice: source closed")
 
@@ -61,8 +63,8 @@ func WithResync(d time.Duration) Option {
 	return func(c *config) { c.resync = d }
 }
 
-// Source watches EndpointSlices and publishes endpoint sets. Its methods may be called
-// concurrently. Create it with New; stop it with Close.
+// Source watches EndpointSlices and publishes endpoint sets; it implements endpoint.Source.
+// Its methods may be called concurrently. Create it with New; stop it with Close.
 type Source struct {
 	client kubernetes.Interface
 	log    *slog.Logger
@@ -114,6 +116,9 @@ func (s *Source) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoi
 	if key.Namespace == "" || key.Service == "" || key.Port == "" {
 		return nil, fmt.Errorf("endpointslice: subscribe %q: namespace, service and port are required", key)
 	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("endpointslice: watch %s: %w", key, context.Cause(ctx))
+	}
 	id := serviceID{namespace: key.Namespace, service: key.Service}
 
 	s.mu.Lock()
@@ -148,7 +153,15 @@ func (s *Source) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoi
 
 	subCtx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(s.ctx, cancel)
-	waitPub := w.subscribe(subCtx, key, fn)
+	waitPub, err := w.subscribe(subCtx, key, fn)
+	if err != nil {
+		stopOnClose()
+		cancel()
+		if s.ctx.Err() != nil {
+			err = ErrClosed
+		}
+		return fail(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer s.wg.Done()

@@ -224,8 +224,9 @@ func (w *serviceWatch) publishLocked(ps *portState, set endpoint.Set) {
 	}
 }
 
-// subscribe adds a subscriber of one port. The watch has synced.
-func (w *serviceWatch) subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (wait func()) {
+// subscribe adds a subscriber of one port. The watch has synced. On error (ctx done) the
+// subscriber is not added.
+func (w *serviceWatch) subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (wait func(), err error) {
 	w.mu.Lock()
 	ps := w.ports[key.Port]
 	if ps == nil {
@@ -235,7 +236,11 @@ func (w *serviceWatch) subscribe(ctx context.Context, key endpoint.Key, fn func(
 	}
 	ps.subs++
 	w.mu.Unlock()
-	return ps.pub.Subscribe(ctx, fn)
+	wait, err = ps.pub.Subscribe(ctx, fn)
+	if err != nil {
+		w.unsubscribe(key.Port)
+	}
+	return wait, err
 }
 
 func (w *serviceWatch) unsubscribe(port string) {

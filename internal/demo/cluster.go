@@ -1,7 +1,7 @@
 // Package demo is a whole simulated Kubernetes cluster in one process, on loopback: backend
 // "pods" of a Deployment on 127.0.1.x, an authoritative cluster DNS (ClusterIP and headless
-// Service names), and a kube-proxy-like L4 VIP. Its endpoint state is an endpoint.Publisher per
-// Service, the same model the Kubernetes source produces, so every consumer (DNS, VIP, xDS,
+// Service names), and a kube-proxy-like L4 VIP. Its endpoint state is one endpoint.Publisher that
+// all its Services (they select the same pods) share, the same model the Kubernetes source produces, so every consumer (DNS, VIP, xDS,
 // resolvers) works against it unchanged.
 package demo
 
@@ -323,10 +323,8 @@ func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
 			return fail(err)
 		}
 	}
-	c.wg.Add(2)
-	go c.deliver()
 	// DNS and VIP follow the endpoint model, as CoreDNS and kube-proxy follow EndpointSlices.
-	wait := c.eps.Subscribe(ctx, func(s endpoint.Set) {
+	wait, err := c.eps.Subscribe(ctx, func(s endpoint.Set) {
 		ready := s.Ready()
 		addrs := make([]netip.Addr, 0, len(ready))
 		for _, e := range ready {
@@ -335,6 +333,11 @@ func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
 		c.dns.Set(c.ServiceName(HeadlessService), addrs)
 		c.vip.SetBackends(ready.HostPorts())
 	})
+	if err != nil {
+		return fail(err)
+	}
+	c.wg.Add(2)
+	go c.deliver()
 	go func() { defer c.wg.Done(); wait() }()
 	return c, nil
 }
@@ -449,9 +452,12 @@ func (c *Cluster) Endpoints() endpoint.Set {
 	return s
 }
 
-// Subscribe implements the endpoint source interface of Spread's consumers for the demo's
-// Services: key.Service is be-srv or be-srv-lb in namespace default, key.Port the port number
-// or "grpc". fn gets the current set first, then every change, until ctx is done.
+var _ endpoint.Source = (*Cluster)(nil)
+
+// Subscribe implements endpoint.Source for the demo's Services: key.Service is be-srv,
+// be-srv-lb or be-srv-tuned in namespace default (all select the same pods), key.Port the
+// port number or "grpc"; any other key is an error. fn gets the current set first, then
+// every change, until ctx is done or the cluster is stopped (Stop is the cluster's Close).
 func (c *Cluster) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (func(), error) {
 	if key.Namespace != Namespace || (key.Service != HeadlessService && key.Service != ClusterIPService && key.Service != TunedService) {
 		return nil, fmt.Errorf("demo: no Service %s/%s (have %s, %s and %s in %s)", key.Namespace, key.Service, ClusterIPService, HeadlessService, TunedService, Namespace)
@@ -459,7 +465,18 @@ func (c *Cluster) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpo
 	if key.Port != PortName && key.Port != strconv.Itoa(c.Port()) {
 		return nil, fmt.Errorf("demo: Service %s has no port %q (have %d, named %q)", key.Service, key.Port, c.Port(), PortName)
 	}
-	return c.eps.Subscribe(ctx, fn), nil
+	if c.ctx.Err() != nil {
+		return nil, errors.New("demo: cluster stopped")
+	}
+	subCtx, cancel := context.WithCancel(ctx)
+	stopOnClose := context.AfterFunc(c.ctx, cancel)
+	wait, err := c.eps.Subscribe(subCtx, fn)
+	if err != nil {
+		stopOnClose()
+		cancel()
+		return nil, err
+	}
+	return func() { wait(); stopOnClose(); cancel() }, nil
 }
 
 // allocIP takes the lowest free pod address. Called with c.mu held.

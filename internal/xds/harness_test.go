@@ -18,38 +18,17 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/endpoint/endpointtest"
 	spreadbackend "github.com/spread-grpc/spread/internal/backend"
 	"github.com/spread-grpc/spread/internal/echotest"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
-// fakeEndpoints is an EndpointSource backed by one endpoint.Publisher per key.
-type fakeEndpoints struct {
-	mu   sync.Mutex
-	pubs map[endpoint.Key]*endpoint.Publisher
-}
+// fakeEndpoints is an EndpointSource whose sets the test publishes (endpointtest.Fake, which
+// passes the endpoint.Source conformance suite).
+type fakeEndpoints struct{ endpointtest.Fake }
 
-func (f *fakeEndpoints) pub(k endpoint.Key) *endpoint.Publisher {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.pubs == nil {
-		f.pubs = map[endpoint.Key]*endpoint.Publisher{}
-	}
-	p, ok := f.pubs[k]
-	if !ok {
-		p = &endpoint.Publisher{}
-		f.pubs[k] = p
-	}
-	return p
-}
-
-func (f *fakeEndpoints) publish(k endpoint.Key, eps ...endpoint.Endpoint) {
-	f.pub(k).Publish(endpoint.NewSet(eps))
-}
-
-func (f *fakeEndpoints) Subscribe(ctx context.Context, k endpoint.Key, fn func(endpoint.Set)) (func(), error) {
-	return f.pub(k).Subscribe(ctx, fn), nil
-}
+func (f *fakeEndpoints) publish(k endpoint.Key, eps ...endpoint.Endpoint) { f.Publish(k, eps...) }
 
 // fakeServices is a ServiceSource whose list the test sets.
 type fakeServices struct {

@@ -6,15 +6,11 @@ import (
 	"github.com/spread-grpc/spread/endpoint"
 )
 
-// EndpointSource yields the endpoint set of one Service port. The Kubernetes EndpointSlice
-// source and the demo's local cluster both implement it.
-type EndpointSource interface {
-	// Subscribe calls fn with the current set of key (once known), then with every change,
-	// including the empty set, from one goroutine, until ctx is done. It returns at once;
-	// wait blocks until delivery has stopped (call it after cancelling ctx). fn must not
-	// modify the set.
-	Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (wait func(), err error)
-}
+// EndpointSource yields the endpoint sets of Service ports: endpoint.Source, whose contract
+// it keeps (the Kubernetes EndpointSlice source and the demo's local cluster both implement
+// it). The server subscribes to every served key concurrently; a Subscribe error is logged and
+// the key served with no endpoints.
+type EndpointSource = endpoint.Source
 
 // Service is one Service port the control plane serves.
 type Service struct {
@@ -34,8 +30,10 @@ type Service struct {
 type ServiceSource interface {
 	// WatchServices calls fn with the whole list of Service ports to serve: first the
 	// complete current list (after the source has synced), then the whole list again after
-	// each change, from one goroutine, until ctx is done. It returns at once; wait blocks
-	// until delivery has stopped (call it after cancelling ctx). fn must not modify the list.
+	// each change, from one goroutine, until ctx is done. As endpoint.Source.Subscribe, it
+	// may block until the first sync, and returns an error (Forbidden, say), and no watch,
+	// when that fails; wait blocks until delivery has stopped (call it after cancelling
+	// ctx). fn must not modify the list.
 	WatchServices(ctx context.Context, fn func([]Service)) (wait func(), err error)
 }
 

@@ -21,10 +21,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// src serves one set to every key: the Publisher of a conforming endpoint source.
 type src struct{ p endpoint.Publisher }
 
 func (s *src) Subscribe(ctx context.Context, _ endpoint.Key, fn func(endpoint.Set)) (func(), error) {
-	return s.p.Subscribe(ctx, fn), nil
+	return s.p.Subscribe(ctx, fn)
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -74,7 +74,7 @@ type options struct {
 	reg           prometheus.Registerer
 	serviceConfig string
 	namespace     string
-	source        Source
+	source        endpoint.Source
 }
 
 // WithKubeconfig reads the API server address and credentials from a kubeconfig file instead
@@ -108,24 +108,24 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // Note that a resolver's service config overrides grpc.WithDefaultServiceConfig.
 func WithServiceConfig(json string) Option { return func(o *options) { o.serviceConfig = json } }
 
-// Source is what a resolver needs from an endpoint source: the Kubernetes EndpointSlice
-// watcher (package endpointslice) by default. Subscribe calls fn with the current set of key,
-// then each change, until ctx is done; wait blocks until delivery has stopped.
-type Source interface {
-	Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (wait func(), err error)
-}
+// Source is what a resolver follows: the Kubernetes EndpointSlice watcher (package
+// endpointslice) by default. It is endpoint.Source, whose contract it keeps; a Subscribe
+// error (Forbidden, say) is reported to gRPC and retried with backoff.
+//
+// Deprecated: use endpoint.Source; this alias stays for one release.
+type Source = endpoint.Source
 
 // WithSource makes the resolver follow src instead of watching the Kubernetes API (for
 // example Spread's simulated demo cluster, which publishes the same endpoint model). The
 // Kubernetes client options are then unused.
-func WithSource(src Source) Option { return func(o *options) { o.source = src } }
+func WithSource(src endpoint.Source) Option { return func(o *options) { o.source = src } }
 
 // Builder builds resolvers for kubernetes targets. One Builder may serve any number of
 // ClientConns; it shares one EndpointSlice watch per Service among them. Close it when the
 // connections are closed.
 type Builder struct {
 	src           *endpointslice.Source // nil with WithSource
-	sub           Source
+	sub           endpoint.Source
 	log           *slog.Logger
 	serviceConfig string
 	namespace     string // of targets that name none
@@ -251,7 +251,7 @@ type kubeResolver struct {
 	key     endpoint.Key
 	cc      resolver.ClientConn
 	sc      *serviceconfig.ParseResult
-	sub     Source
+	sub     endpoint.Source
 	log     *slog.Logger
 	backoff func(int) time.Duration
 	cancel  context.CancelFunc

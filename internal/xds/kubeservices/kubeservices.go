@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -60,10 +62,20 @@ func New(client kubernetes.Interface, opts ...Option) *Source {
 
 // WatchServices starts the Service informer and calls fn with the full list once the
 // informer has synced, then again after each change that alters the list.
+//
+// Like the EndpointSlice source (see endpoint.Source), it blocks until the first list has
+// succeeded, so that a failure is an error instead of a wait for a sync that never comes: it
+// returns the first list error (Forbidden when RBAC does not allow list+watch on services,
+// Unauthorized, ...) and starts nothing, or ctx's cause when ctx ends first. After the first
+// sync, watch errors are retried by the informer and the last list stays current.
 func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (func(), error) {
 	if s.client == nil {
 		return nil, errors.New("kubeservices: no Kubernetes client")
 	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("kubeservices: watch services: %w", context.Cause(ctx))
+	}
+	watchCtx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(s.namespace))
 	inf := factory.Core().V1().Services()
 	lister := inf.Lister()
@@ -79,16 +91,49 @@ func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (fun
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}); err != nil {
+		cancel()
 		return nil, fmt.Errorf("kubeservices: add handler: %w", err)
 	}
-	factory.Start(ctx.Done())
+	var (
+		synced   atomic.Bool
+		failOnce sync.Once
+		failErr  error
+		failed   = make(chan struct{}) // closed on the first list/watch error before sync
+	)
+	_ = inf.Informer().SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		cache.DefaultWatchErrorHandler(ctx, r, err) // keeps the reflector's own recovery logic
+		if !synced.Load() {
+			failOnce.Do(func() { failErr = err; close(failed) })
+			return
+		}
+		if ctx.Err() == nil {
+			s.log.Warn("kubeservices: watch error, retrying", "err", err)
+		}
+	})
+	factory.Start(watchCtx.Done())
+	syncDone := make(chan bool, 1)
+	go func() { syncDone <- cache.WaitForCacheSync(watchCtx.Done(), inf.Informer().HasSynced) }()
+	fail := func(err error) (func(), error) {
+		cancel()
+		<-syncDone
+		factory.Shutdown()
+		return nil, fmt.Errorf("kubeservices: watch services: %w", err)
+	}
+	select {
+	case ok := <-syncDone:
+		if !ok {
+			syncDone <- false // for fail
+			return fail(context.Cause(ctx))
+		}
+		synced.Store(true)
+	case <-failed:
+		return fail(failErr)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer factory.Shutdown()
-		if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
-			return
-		}
+		defer cancel()
 		var last []xds.Service
 		first := true
 		for {

@@ -2,12 +2,18 @@ package kubeservices
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/spread-grpc/spread/internal/xds"
 )
@@ -75,5 +81,28 @@ func TestWatchServicesFollowsChanges(t *testing.T) {
 	}
 	if l := next(); len(l) != 1 || l[0].Key.Service != "b" {
 		t.Fatalf("after deleting a: %+v", l)
+	}
+}
+
+// A Services list the RBAC forbids is an error from WatchServices, as for the EndpointSlice
+// source, instead of a wait for a sync that never comes.
+func TestWatchServicesForbiddenFailsFast(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := fake.NewClientset()
+	client.PrependReactor("list", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "",
+			errors.New(`User "system:serviceaccount:ns:nobody" cannot list resource "services"`))
+	})
+	wait, err := New(client, WithLogger(slog.New(slog.DiscardHandler))).WatchServices(ctx, func([]xds.Service) {
+		t.Error("fn called although the list is forbidden")
+	})
+	if err == nil {
+		cancel()
+		wait()
+		t.Fatal("WatchServices succeeded without permission")
+	}
+	if !apierrors.IsForbidden(err) || wait != nil {
+		t.Errorf("WatchServices = wait %v, %v; want no wait and a wrapped Forbidden", wait != nil, err)
 	}
 }
