@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 )
 
 // BootstrapConfig describes a grpc-go xDS client's bootstrap.
@@ -68,8 +69,8 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 	}
 	uris := append([]string{c.ServerURI}, c.FallbackURIs...)
 	for i, u := range uris {
-		if _, _, err := net.SplitHostPort(u); err != nil {
-			return nil, fmt.Errorf("xds bootstrap: server URI %q: want host:port: %w", u, err)
+		if err := checkServerURI(u); err != nil {
+			return nil, fmt.Errorf("xds bootstrap: server URI %q: want host:port or a gRPC target ending in it (dns://[dns-server]/host:port): %w", u, err)
 		}
 		if slices.Index(uris, u) != i {
 			return nil, fmt.Errorf("xds bootstrap: server URI %q listed twice", u)
@@ -105,4 +106,19 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 		return nil, fmt.Errorf("xds bootstrap: %w", err)
 	}
 	return append(out, '\n'), nil
+}
+
+// checkServerURI accepts host:port, or a gRPC target URI whose endpoint is host:port (the
+// server_uri of gRFC A27 is a target, e.g. dns://10.0.0.10:53/xds.example:18000).
+func checkServerURI(u string) error {
+	hp := u
+	if _, rest, ok := strings.Cut(u, "://"); ok {
+		_, ep, ok := strings.Cut(rest, "/")
+		if !ok {
+			return errors.New("target without an endpoint")
+		}
+		hp = ep
+	}
+	_, _, err := net.SplitHostPort(hp)
+	return err
 }

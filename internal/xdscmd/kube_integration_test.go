@@ -39,6 +39,28 @@ type kubeEnv struct {
 	count func(c echo.EchoServerClient, n int) (map[string]int, error)
 	until func(what string, cond func() bool)
 	admin net.Addr
+	// kubeconfig reaches the API server; dialer maps 192.0.2.x to the backends.
+	kubeconfig string
+	dialer     func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// dialVia is a client of xds:///be.default:grpc through the control plane at serverURI.
+func (e *kubeEnv) dialVia(t testing.TB, serverURI, nodeID string) echo.EchoServerClient {
+	t.Helper()
+	boot, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: serverURI, NodeID: nodeID, Zone: "zone-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient("xds:///be.default:grpc", grpc.WithResolvers(rb), grpc.WithContextDialer(e.dialer), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return echo.NewEchoServerClient(cc)
 }
 
 // startKubeEnv: a real API server with Service be (port grpc 50051) and a slice of pods
@@ -151,7 +173,7 @@ func startKubeEnv(t testing.TB, pods int) *kubeEnv {
 			}
 		}
 	}
-	return &kubeEnv{ctx: ctx, cs: cs, slice: slice, ep: ep, dial: dial, count: count, until: until, admin: a[1]}
+	return &kubeEnv{ctx: ctx, cs: cs, slice: slice, ep: ep, dial: dial, count: count, until: until, admin: a[1], kubeconfig: kc.Kubeconfig(), dialer: dialer}
 }
 
 func TestKubernetesToXDSClient(t *testing.T) {
