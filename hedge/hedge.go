@@ -391,18 +391,24 @@ func (c *Client) run(ctx context.Context, method string, pol Policy, known bool,
 				finish(lastErr)
 				return nil, nil, lastErr
 			}
-		case now := <-tick:
+		case <-tick:
+			now := time.Now() // not the tick's time: this goroutine may have run late
 			for _, l := range atts {
 				if l.done || l.deadline.IsZero() || now.Before(l.deadline) {
+					continue
+				}
+				// Abandon the attempt for a retry on another pod; with no retry to send
+				// (attempts or budget spent), keep waiting for it rather than fail a call
+				// that may still be answered within its own deadline.
+				if !extra(Retry) {
+					l.deadline = time.Time{}
 					continue
 				}
 				l.done, l.timedOut, l.err = true, true, errAttemptTimeout
 				l.cancel()
 				alive--
 				lastErr = errAttemptTimeout
-				if extra(Retry) {
-					armHedge(now)
-				}
+				armHedge(now)
 			}
 			if !hedgeAt.IsZero() && !now.Before(hedgeAt) {
 				if extra(Hedge) {

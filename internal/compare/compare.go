@@ -16,7 +16,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/internal/demo"
@@ -49,15 +52,35 @@ func RegistryContender(name string) (Contender, error) {
 			if err != nil {
 				return nil, nil, err
 			}
-			conn, err := frontend.Dial(ms[0], nil)
+			// Count the attempts each call makes: an interceptor after the mode's own (a
+			// hedging interceptor calls it once per attempt).
+			ac := &attemptCounter{}
+			m := ms[0]
+			m.DialOptions = append(slices.Clip(m.DialOptions), grpc.WithChainUnaryInterceptor(ac.unary))
+			conn, err := frontend.Dial(m, nil)
 			if err != nil {
 				return nil, nil, err
 			}
 			conn.Connect()
-			return echo.NewEchoServerClient(conn), conn.Close, nil
+			ac.EchoServerClient = echo.NewEchoServerClient(conn)
+			return ac, conn.Close, nil
 		},
 	}, nil
 }
+
+// attemptCounter is a client that counts the attempts its channel sent.
+type attemptCounter struct {
+	echo.EchoServerClient
+	n atomic.Int64
+}
+
+func (a *attemptCounter) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	a.n.Add(1)
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// Attempts counts the unary attempts sent so far.
+func (a *attemptCounter) Attempts() int64 { return a.n.Load() }
 
 // Scenario is one scripted change of the cluster, made at Config.EventAt into the run.
 type Scenario struct {
@@ -87,6 +110,8 @@ func Scenarios() []Scenario {
 			Event: func(c *demo.Cluster) error { _, err := c.Rollout(); return err }},
 		{Name: "frozen-pod", Description: "one of 5 pods frozen (SIGSTOP-like: TCP open, no answers) to the end", Replicas: 5,
 			Event: func(c *demo.Cluster) error { _, err := c.Freeze("random", true); return err }},
+		{Name: "slow-pod", Description: "one of 5 pods answers every call 200 ms late, to the end", Replicas: 5,
+			Event: func(c *demo.Cluster) error { _, err := c.Slow("random", 200*time.Millisecond); return err }},
 		{Name: "killed-pod", Description: "one of 5 pods killed hard (connections reset), restarts after 1 s", Replicas: 5,
 			Event: func(c *demo.Cluster) error { _, err := c.Kill("random"); return err }},
 		{Name: "streams-scale-up", Description: "10 long-lived streams, 5 → 8 pods; pods end streams at an age of duration/8 and clients resume them",
@@ -208,6 +233,9 @@ type Result struct {
 	// Failed counts failed and dropped calls; FailedPct their share of the scheduled calls.
 	Failed    int     `json:"failed"`
 	FailedPct float64 `json:"failed_pct"`
+	// AttemptsPerCall is the attempts the client sent per started call (1: no extra load;
+	// hedges and retries add to it; 0 when not counted, as for streams and peers).
+	AttemptsPerCall float64 `json:"attempts_per_call,omitempty"`
 	// Report is the load generator's full report (windows, histogram).
 	Report *load.Report `json:"report,omitempty"`
 }
@@ -389,6 +417,11 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 		eventTime = time.Now()
 		eventErr = sc.Event(c)
 	}()
+	counter, counted := client.(interface{ Attempts() int64 })
+	var attempts0 int64
+	if counted {
+		attempts0 = counter.Attempts()
+	}
 	lcfg := load.Config{Rate: cfg.Rate, Duration: cfg.Duration, Window: cfg.Window, CallTimeout: cfg.CallTimeout}
 	var lr *load.Report
 	if sc.Streams > 0 {
@@ -409,6 +442,9 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	res := Result{Report: lr, EventMS: -1, FirstNewMS: -1, AllNewMS: -1}
 	if !eventTime.IsZero() {
 		res.EventMS = ms(eventTime.Sub(lr.Start))
+	}
+	if counted && sc.Streams == 0 && lr.Started > 0 {
+		res.AttemptsPerCall = float64(counter.Attempts()-attempts0) / float64(lr.Started)
 	}
 	res.Failed = lr.Failed + lr.Dropped
 	if lr.Scheduled > 0 {

@@ -64,8 +64,8 @@ func (rep *Report) WriteMarkdown(w io.Writer) {
 	}
 	for _, sc := range rep.Scenarios {
 		fmt.Fprintf(w, "\n### %s: %s\n\n", sc, rep.ScenarioInfo[sc])
-		fmt.Fprintln(w, "| mode | balance max/min (last quarter) | new pods all get calls after | failed calls | p50 | p99 |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| mode | balance max/min (last quarter) | new pods all get calls after | failed calls | p50 | p99 | attempts per call |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		for _, m := range rep.Modes {
 			r, ok := rep.Get(sc, m)
 			if !ok {
@@ -75,7 +75,11 @@ func (rep *Report) WriteMarkdown(w io.Writer) {
 			if r.Report != nil {
 				p50, p99 = fmt.Sprintf("%.2f ms", r.Report.Latency.P50MS), fmt.Sprintf("%.2f ms", r.Report.Latency.P99MS)
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", m, fmtBalance(r), fmtNew(r, sc, adds[sc]), fmtFailed(r), p50, p99)
+			apc := "—"
+			if r.AttemptsPerCall > 0 {
+				apc = fmt.Sprintf("%.3f", r.AttemptsPerCall)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", m, fmtBalance(r), fmtNew(r, sc, adds[sc]), fmtFailed(r), p50, p99, apc)
 		}
 	}
 	if len(rep.Notes) > 0 {

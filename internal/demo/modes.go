@@ -64,13 +64,19 @@ const (
 // calls by TunedCallTimeout. Streams are not bounded by it.
 func tunedServiceConfig(child string) string {
 	return fmt.Sprintf(`{
-  "loadBalancingConfig": [{"outlier_detection_experimental": {
-    "interval": "%s", "baseEjectionTime": "30s", "maxEjectionTime": "300s", "maxEjectionPercent": 50,
-    "failurePercentageEjection": {"threshold": 50, "enforcementPercentage": 100, "minimumHosts": 3, "requestVolume": 5},
-    "childPolicy": [{%q: {}}]}}],
+  "loadBalancingConfig": [%s],
   "healthCheckConfig": {"serviceName": ""},
   "methodConfig": [{"name": [{"service": "echo.EchoServer", "method": "SayHello"}], "timeout": "%s"}]
-}`, durationJSON(TunedEjectionInterval), child, durationJSON(TunedCallTimeout))
+}`, outlierDetectionJSON(child), durationJSON(TunedCallTimeout))
+}
+
+// outlierDetectionJSON is the tuned outlier-detection policy over child, as one
+// loadBalancingConfig entry.
+func outlierDetectionJSON(child string) string {
+	return fmt.Sprintf(`{"outlier_detection_experimental": {
+    "interval": "%s", "baseEjectionTime": "30s", "maxEjectionTime": "300s", "maxEjectionPercent": 50,
+    "failurePercentageEjection": {"threshold": 50, "enforcementPercentage": 100, "minimumHosts": 3, "requestVolume": 5},
+    "childPolicy": [{%q: {}}]}}`, durationJSON(TunedEjectionInterval), child)
 }
 
 func durationJSON(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s" }
@@ -213,6 +219,22 @@ var modeRegistry = []ModeFactory{
 			"(sent by the control plane), + client keepalive %v/%v: frozen pods ejected fast",
 			TunedEjectionInterval, TunedCallTimeout, TunedKeepaliveTime, TunedKeepaliveTimeout),
 		Build: buildXDSTunedMode,
+	},
+	{
+		Name:        "dns-refresh-hedged",
+		Description: "dns-refresh-tuned + " + hedgedSummary + " (policy from the service config)",
+		Build:       buildHedged(buildDNSRefresh),
+	},
+	{
+		Name:        "kube-hedged",
+		Description: "kube-tuned + " + hedgedSummary + " (policy from the service config the resolver pushes)",
+		Build:       buildKubeHedged,
+	},
+	{
+		Name: "xds-hedged",
+		Description: "xds-tuned + " + hedgedSummary + " (policy from Go options; an xDS channel keeps the control " +
+			"plane's balancer, so a hedge may land on a pod already tried)",
+		Build: buildXDSHedged,
 	},
 }
 
