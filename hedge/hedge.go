@@ -69,7 +69,8 @@ type Stats struct {
 	Hedges, Retries int64
 	// HedgesWon and RetriesWon count calls answered by a hedge or a retry.
 	HedgesWon, RetriesWon int64
-	// BudgetExhausted counts extra attempts not sent for want of a budget token.
+	// BudgetExhausted counts calls that wanted an extra attempt the budget had no token for
+	// (once per call; the call tries again at its next hedge or per-attempt timeout).
 	BudgetExhausted int64
 }
 
@@ -276,9 +277,11 @@ func (c *Client) run(ctx context.Context, method string, pol Policy, known bool,
 			return false
 		}
 		if !c.bucket.take() {
-			exhausted = true
-			c.exhausted.Add(1)
-			c.m.exhausted.WithLabelValues(method).Inc()
+			if !exhausted { // counted once per call
+				exhausted = true
+				c.exhausted.Add(1)
+				c.m.exhausted.WithLabelValues(method).Inc()
+			}
 			return false
 		}
 		startAttempt(kind)
@@ -401,7 +404,11 @@ func (c *Client) run(ctx context.Context, method string, pol Policy, known bool,
 				// (attempts or budget spent), keep waiting for it rather than fail a call
 				// that may still be answered within its own deadline.
 				if !extra(Retry) {
+					// Try again after another timeout if the budget was what stopped it.
 					l.deadline = time.Time{}
+					if len(atts) < pol.MaxAttempts {
+						l.deadline = now.Add(pol.PerAttemptTimeout)
+					}
 					continue
 				}
 				l.done, l.timedOut, l.err = true, true, errAttemptTimeout
@@ -411,11 +418,10 @@ func (c *Client) run(ctx context.Context, method string, pol Policy, known bool,
 				armHedge(now)
 			}
 			if !hedgeAt.IsZero() && !now.Before(hedgeAt) {
-				if extra(Hedge) {
-					armHedge(now)
-				} else {
-					hedgeAt = time.Time{}
-				}
+				// Sent or not (the budget may have had no token), the next hedge is due a
+				// delay later; armHedge stops at MaxAttempts.
+				extra(Hedge)
+				armHedge(now)
 			}
 			if alive == 0 {
 				finish(lastErr)

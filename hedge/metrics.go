@@ -30,7 +30,7 @@ func newMetrics() metrics {
 		}, []string{"method", "kind"}),
 		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "spread", Subsystem: "hedge", Name: "budget_exhausted_total",
-			Help: "Extra attempts (hedges, retries) not sent because the budget had no token.",
+			Help: "Calls that wanted an extra attempt (hedge, retry) the budget had no token for.",
 		}, []string{"method"}),
 	}
 }

@@ -26,7 +26,8 @@ type Policy struct {
 	// PerAttemptTimeout abandons an attempt that has not answered (unary) or sent its first
 	// message (server streaming) within it and tries another pod (0: none; the call's own
 	// deadline still applies). When no other attempt may be sent (MaxAttempts reached, or
-	// the budget spent), the attempt is kept and the call waits for it until its deadline.
+	// the budget spent), the attempt is kept and the call waits for it until its deadline (trying a retry
+	// again after each further PerAttemptTimeout, in case the budget has a token again).
 	PerAttemptTimeout time.Duration
 	// HedgeDelay sends another attempt, to another pod, when no answer came within it of
 	// the last attempt; the first answer wins and the others are cancelled (0: no hedging,

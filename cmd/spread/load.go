@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,11 +17,13 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/hedge"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/load"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
@@ -56,6 +59,9 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "bound on the first call that checks the target is reachable")
 	stream := fs.Bool("stream", false, "long-lived resuming SayHelloStream streams instead of unary calls (--target only)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	hedgeDelay := fs.Duration("hedge-delay", 0, "--target: hedge the echo calls (idempotent) after this delay, adaptive from the observed p95 (0: no hedging)")
+	attemptTimeout := fs.Duration("attempt-timeout", 0, "--target: abandon an attempt after this and retry on another pod (0: none)")
+	hedgeBudget := fs.Float64("hedge-budget", 0.1, "--target: share of calls that may get an extra attempt (hedge or retry), plus a burst of 10")
 	fs.Usage = func() { fmt.Fprintln(e.stderr, loadUsage); fs.PrintDefaults() }
 	if err := parse(fs, args); err != nil {
 		return err
@@ -80,12 +86,23 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
+	hedged := *hedgeDelay != 0 || *attemptTimeout != 0
+	if hedged && *modeURL != "" {
+		return usageError{errors.New("--hedge-delay and --attempt-timeout need --target: a frontend mode makes its own calls")}
+	}
+	if *hedgeDelay < 0 || *attemptTimeout < 0 {
+		return usageError{fmt.Errorf("--hedge-delay %v, --attempt-timeout %v: want 0 (off) or more", *hedgeDelay, *attemptTimeout)}
+	}
+	if math.IsNaN(*hedgeBudget) || *hedgeBudget < 0 || *hedgeBudget > 1 {
+		return usageError{fmt.Errorf("--hedge-budget %v: want a share from 0 to 1", *hedgeBudget)}
+	}
 	if *connectTimeout <= 0 {
 		return usageError{fmt.Errorf("--connect-timeout %v: want more than 0", *connectTimeout)}
 	}
 
 	var call load.CallFunc
 	var client echo.EchoServerClient
+	var attempts atomic.Int64 // unary attempts sent (--target)
 	what := *target
 	if *modeURL != "" {
 		u, err := url.Parse(*modeURL)
@@ -100,7 +117,18 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		if err != nil {
 			return err
 		}
-		conn, err := frontend.Dial(frontend.Mode{Name: "load", Target: *target, Policy: *lb, Resolvers: []resolver.Builder{b}}, nil)
+		m := frontend.Mode{Name: "load", Target: *target, Policy: *lb, Resolvers: []resolver.Builder{b}}
+		if hedged {
+			if m, err = hedgeLoadMode(m, *hedgeDelay, *attemptTimeout, *hedgeBudget); err != nil {
+				return usageError{err}
+			}
+		}
+		// Counts the attempts: it runs after the hedging interceptor, once per attempt.
+		m.DialOptions = append(m.DialOptions, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			attempts.Add(1)
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}))
+		conn, err := frontend.Dial(m, nil)
 		if err != nil {
 			return usageError{fmt.Errorf("--target %q: %w", *target, err)}
 		}
@@ -134,6 +162,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		}))
 		stopProgress = progress(f, time.Now(), cfg.Duration, &done, &failed)
 	}
+	attempts0 := attempts.Load()
 	cpu0 := processCPU()
 	var rep *load.Report
 	if *stream {
@@ -149,12 +178,25 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	cpu := processCPU() - cpu0
+	var perCall float64
+	if *target != "" && !*stream && rep.Started > 0 {
+		perCall = float64(attempts.Load()-attempts0) / float64(rep.Started)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
+		if perCall > 0 {
+			return enc.Encode(struct {
+				*load.Report
+				AttemptsPerCall float64 `json:"attempts_per_call"`
+			}{rep, perCall})
+		}
 		return enc.Encode(rep)
 	}
 	printSummary(e.stdout, what, rep)
+	if perCall > 0 {
+		fmt.Fprintf(e.stdout, "\nattempts    %.3f per call (%d extra attempts: hedges and retries)\n", perCall, attempts.Load()-attempts0-int64(rep.Started))
+	}
 	if rep.Started > 0 {
 		fmt.Fprintf(e.stdout, "\nclient CPU  %.0f ms user+sys for %d calls: %.1f ms per 1,000 calls (this process, including gRPC)\n",
 			float64(cpu)/float64(time.Millisecond), rep.Started, float64(cpu)/float64(time.Millisecond)*1000/float64(rep.Started))
@@ -220,4 +262,22 @@ func printSummary(w io.Writer, what string, r *load.Report) {
 	for _, p := range r.PodNames() {
 		fmt.Fprintf(w, "%-44s %8d %6.1f%% %8.0fms\n", p, r.Pods[p], 100*float64(r.Pods[p])/float64(max(r.OK, 1)), r.FirstMS[p])
 	}
+}
+
+// hedgeLoadMode puts m's policy under spread_hedge and hedges the echo methods (declared
+// idempotent: the echo server has no side effects).
+func hedgeLoadMode(m frontend.Mode, delay, attemptTimeout time.Duration, budget float64) (frontend.Mode, error) {
+	hedge.RegisterBalancer()
+	p := hedge.Policy{Idempotent: true, PerAttemptTimeout: attemptTimeout, HedgeDelay: delay, AdaptiveHedge: delay > 0}
+	h, err := hedge.New(hedge.WithPolicy("echo.EchoServer", p), hedge.WithBudget(hedge.Budget{Ratio: budget, Burst: 10}))
+	if err != nil {
+		return m, err
+	}
+	sc, err := hedge.ServiceConfig(m.Policy, nil)
+	if err != nil {
+		return m, err
+	}
+	m.ServiceConfigJSON = sc
+	m.DialOptions = append(m.DialOptions, h.DialOptions()...)
+	return m, nil
 }

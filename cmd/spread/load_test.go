@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spread-grpc/spread/internal/demo"
 	"github.com/spread-grpc/spread/internal/load"
@@ -27,6 +28,9 @@ func TestLoadAndCompareBadInput(t *testing.T) {
 		{[]string{"load", "--target=nope:///x"}, `no resolver for scheme "nope"`},
 		{[]string{"load", "--url=ftp://x/call/a"}, "want a frontend mode URL"},
 		{[]string{"load", "--url=http://127.0.0.1:1/call/a", "--stream"}, "--stream needs --target"},
+		{[]string{"load", "--url=http://127.0.0.1:1/call/a", "--hedge-delay=10ms"}, "need --target"},
+		{[]string{"load", "--target=x", "--attempt-timeout=-1s"}, "want 0 (off) or more"},
+		{[]string{"load", "--target=x", "--hedge-delay=5ms", "--hedge-budget=2"}, "--hedge-budget 2"},
 		{[]string{"compare", "--modes=nope"}, `unknown mode "nope"`},
 		{[]string{"compare", "--scenarios=nope"}, `unknown scenario "nope"`},
 		{[]string{"compare", "--rate=-1"}, "rate -1"},
@@ -70,5 +74,35 @@ func TestLoadRuns(t *testing.T) {
 	}
 	if rep.Scheduled != 300 || rep.OK != 300 || len(rep.Pods) != 3 || rep.Stopped != load.StoppedMaxCalls {
 		t.Errorf("report: scheduled %d ok %d pods %v stopped %s; want 300 calls over 3 pods, stopped by max-calls", rep.Scheduled, rep.OK, rep.Pods, rep.Stopped)
+	}
+}
+
+// With --hedge-delay, calls to a slow pod are hedged: the report counts more than one
+// attempt per call, and no more than the budget allows: extra ≤ 10 + 0.1 × (200 calls + the
+// reachability call), 0.1505 per call.
+func TestLoadHedged(t *testing.T) {
+	c, err := demo.StartCluster(demo.ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.72.1"), PodPort: 0,
+		VIP: "127.96.72.10:0", DNSAddr: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(t.Context())
+	if _, err := c.Slow("random", 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCmd("load", "--target="+c.Target(demo.HeadlessService), "--rate=100", "--duration=10s", "--max-calls=200",
+		"--hedge-delay=20ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var rep struct {
+		OK              int     `json:"ok"`
+		AttemptsPerCall float64 `json:"attempts_per_call"`
+	}
+	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	if rep.OK != 200 || rep.AttemptsPerCall <= 1 || rep.AttemptsPerCall > 1+(10+0.1*201)/200 {
+		t.Errorf("hedged load: %d ok, %.3f attempts per call; want 200 ok, more than 1 and at most 1.1505 attempts per call", rep.OK, rep.AttemptsPerCall)
 	}
 }
