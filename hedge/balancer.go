@@ -402,7 +402,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		addr := p.b.addr(r.SubConn)
 		if !a.call.tried(addr) {
 			a.picked(addr, false)
-			return r, nil
+			return withDone(r, a), nil
 		}
 		if i == 0 {
 			first, firstAddr = r, addr
@@ -412,5 +412,20 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	// Every pick was a pod already tried: no other is available.
 	a.picked(firstAddr, true)
-	return first, nil
+	return withDone(first, a), nil
+}
+
+// withDone reports an attempt outrun by an earlier one as a success to the child policy.
+func withDone(r balancer.PickResult, a *attempt) balancer.PickResult {
+	done := r.Done
+	if done == nil {
+		return r
+	}
+	r.Done = func(di balancer.DoneInfo) {
+		if di.Err != nil && a.outrun.Load() {
+			di.Err = nil
+		}
+		done(di)
+	}
+	return r
 }

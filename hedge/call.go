@@ -3,6 +3,7 @@ package hedge
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // call is the state the attempts of one call share with the picker.
@@ -56,6 +57,11 @@ type attempt struct {
 	mu   sync.Mutex
 	addr string
 	same bool // sent to a pod already tried, as no other was available
+	// outrun is set (before the attempt is cancelled) when an attempt sent earlier won:
+	// this one lost no race of its own, and the balancer is told it succeeded rather than
+	// failed, so that outlier detection does not eject a healthy pod for the hedges it was
+	// sent and did not need. An attempt overtaken by a later one is reported as failed.
+	outrun atomic.Bool
 }
 
 func (a *attempt) picked(addr string, same bool) {

@@ -317,6 +317,9 @@ func (c *Client) run(ctx context.Context, method string, pol Policy, known bool,
 	finish := func(err error) {
 		for i, l := range atts {
 			if i != winner {
+				if winner >= 0 && i > winner {
+					l.a.outrun.Store(true)
+				}
 				l.cancel()
 			}
 		}

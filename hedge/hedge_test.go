@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -392,9 +393,10 @@ func TestAllSlowWithinBudget(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	f := startFleet(t, 3)
 	b := hedge.Budget{Ratio: 0.1, Burst: 10}
+	reg := prometheus.NewRegistry()
 	h := newClient(t, nil,
 		hedge.WithPolicy(sayHello, hedge.Policy{Idempotent: true, HedgeDelay: 2 * time.Millisecond}),
-		hedge.WithBudget(b))
+		hedge.WithBudget(b), hedge.WithRegisterer(reg))
 	c := dial(t, ctx, f, h, "")
 	for _, p := range f.pods {
 		p.Server.SetDelay(50 * time.Millisecond)
@@ -414,6 +416,16 @@ func TestAllSlowWithinBudget(t *testing.T) {
 	}
 	if st.BudgetExhausted-before.BudgetExhausted == 0 {
 		t.Fatalf("the budget never ran out although every pod is slow: %+v", st)
+	}
+	// The metrics say the same as Stats.
+	for name, want := range map[string]int64{
+		"spread_hedge_calls_total":            st.Calls,
+		"spread_hedge_attempts_total":         st.Attempts,
+		"spread_hedge_budget_exhausted_total": st.BudgetExhausted,
+	} {
+		if got := counterSum(t, reg, name); got != float64(want) {
+			t.Errorf("%s = %v, Stats say %d", name, got, want)
+		}
 	}
 	var served int64
 	for _, p := range f.pods {
@@ -613,4 +625,22 @@ func TestServiceConfigParsed(t *testing.T) {
 	if _, err := hedge.ServiceConfig(`{"a": {}, "b": {}}`, nil); err == nil {
 		t.Error("two child policies in one object accepted")
 	}
+}
+
+// counterSum adds up every series of the counter family name in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

@@ -27,8 +27,7 @@ func (c *Client) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 		pol, known := c.goPolicy(method)
 		rep, isProto := reply.(proto.Message)
 		if known && !pol.Idempotent || !isProto {
-			c.calls.Add(1)
-			c.attempts.Add(1)
+			c.once(method)
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		// The caller's Header, Trailer and Peer options get the winner's values; each
@@ -93,8 +92,7 @@ func (c *Client) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		pol, known := c.goPolicy(method)
 		if desc.ClientStreams || !desc.ServerStreams || known && !pol.Idempotent {
-			c.calls.Add(1)
-			c.attempts.Add(1)
+			c.once(method)
 			return streamer(ctx, desc, cc, method, opts...)
 		}
 		return &lazyStream{ctx: ctx, c: c, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts, pol: pol, known: known}, nil
@@ -160,8 +158,7 @@ func (s *lazyStream) start(into any) {
 	}
 	msg, ok := into.(proto.Message)
 	if !ok {
-		s.c.calls.Add(1)
-		s.c.attempts.Add(1)
+		s.c.once(s.method)
 		cs, err := s.streamer(s.ctx, s.desc, s.cc, s.method, s.opts...)
 		if err == nil {
 			err = sendClose(cs, s.req)
@@ -277,4 +274,12 @@ func (s *lazyStream) Context() context.Context {
 		return s.ctx
 	}
 	return cs.Context()
+}
+
+// once counts a call passed through with its one attempt.
+func (c *Client) once(method string) {
+	c.calls.Add(1)
+	c.attempts.Add(1)
+	c.m.calls.WithLabelValues(method).Inc()
+	c.m.attempts.WithLabelValues(method, string(First)).Inc()
 }
