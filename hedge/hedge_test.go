@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
@@ -29,6 +30,7 @@ import (
 
 func TestMain(m *testing.M) {
 	hedge.RegisterBalancer()
+	balancer.Register(recorderBuilder{}) // a test-only child policy (outrun_test.go)
 	goleak.VerifyTestMain(m)
 }
 

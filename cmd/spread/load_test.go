@@ -72,6 +72,7 @@ func TestLoadRuns(t *testing.T) {
 	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil {
 		t.Fatalf("JSON: %v\n%s", err, out)
 	}
+	t.Logf("errors %v dropped %d", rep.Errors, rep.Dropped)
 	if rep.Scheduled != 300 || rep.OK != 300 || len(rep.Pods) != 3 || rep.Stopped != load.StoppedMaxCalls {
 		t.Errorf("report: scheduled %d ok %d pods %v stopped %s; want 300 calls over 3 pods, stopped by max-calls", rep.Scheduled, rep.OK, rep.Pods, rep.Stopped)
 	}
