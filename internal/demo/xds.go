@@ -12,16 +12,16 @@ import (
 	"google.golang.org/grpc/resolver"
 	grpcxds "google.golang.org/grpc/xds" // the grpc-go xDS client: xds:/// resolver and balancers
 
+	"github.com/spread-grpc/spread/controlplane"
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/frontend"
-	"github.com/spread-grpc/spread/internal/xds"
 )
 
 // xdsControlPlane is the demo's proxyless xDS control plane: Spread's ADS server fed by the
-// cluster's endpoint model, as `spread xds` is fed by EndpointSlices in a real cluster.
+// cluster's endpoint model, as `spread xds` is fed by EndpointSlices in a real cluster. Both
+// run it with controlplane.Serve.
 type xdsControlPlane struct {
 	addr   string
-	grpc   *grpc.Server
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -40,18 +40,19 @@ var xdsTunedKey = endpoint.Key{Namespace: Namespace, Service: TunedService, Port
 // (its defaults are tunedServiceConfig's settings) and TunedCallTimeout on SayHello only, so
 // long-lived streams are not cut.
 var xdsTunedAnnotations = map[string]string{
-	xds.AnnotationOutlierDetection:   xds.OutlierFailurePercentage,
-	xds.AnnotationODInterval:         TunedEjectionInterval.String(),
-	xds.AnnotationCallTimeout:        TunedCallTimeout.String(),
-	xds.AnnotationCallTimeoutMethods: "echo.EchoServer/SayHello",
+	controlplane.AnnotationOutlierDetection:   controlplane.OutlierFailurePercentage,
+	controlplane.AnnotationODInterval:         TunedEjectionInterval.String(),
+	controlplane.AnnotationCallTimeout:        TunedCallTimeout.String(),
+	controlplane.AnnotationCallTimeoutMethods: "echo.EchoServer/SayHello",
 }
 
 func startXDS(c *Cluster, addr string) (*xdsControlPlane, error) {
 	// Each port is also served under its number, as `spread xds` serves a named Service port:
 	// grpc-js and other non-Go clients cannot dial a named port (see docs/xds.md).
 	num := []string{strconv.Itoa(c.Port())}
-	svcs := xds.StaticServices{{Key: xdsKey, Aliases: num}, {Key: xdsTunedKey, Aliases: num, Annotations: xdsTunedAnnotations}}
-	srv, err := xds.New(c, svcs, xds.WithLogger(c.log.With("component", "xds")))
+	svcs := controlplane.StaticServices{{Key: xdsKey, Aliases: num}, {Key: xdsTunedKey, Aliases: num, Annotations: xdsTunedAnnotations}}
+	log := c.log.With("component", "xds")
+	srv, err := controlplane.New(c, svcs, controlplane.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -59,33 +60,31 @@ func startXDS(c *Cluster, addr string) (*xdsControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: xds control plane: %w", err)
 	}
-	g := grpc.NewServer()
-	srv.Register(g)
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &xdsControlPlane{addr: lis.Addr().String(), grpc: g, cancel: cancel, done: make(chan struct{})}
+	cp := &xdsControlPlane{addr: lis.Addr().String(), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(cp.done)
-		if err := srv.Run(ctx); err != nil {
+		if err := controlplane.Serve(ctx, controlplane.ServeConfig{Server: srv, Listener: lis, Grace: xdsGrace, Logger: log}); err != nil {
 			c.log.Error("xds control plane stopped", "err", err)
 		}
 	}()
-	go g.Serve(lis)
 	return cp, nil
 }
 
-// stop ends the ADS streams and the server, bounded by ctx.
+// xdsGrace bounds the demo control plane's shutdown.
+const xdsGrace = time.Second
+
+// stop ends the ADS streams and the server (within xdsGrace). It reports ctx ending first,
+// but still waits for the server, which xdsGrace bounds.
 func (cp *xdsControlPlane) stop(ctx context.Context) error {
 	cp.cancel()
-	t := time.AfterFunc(time.Second, cp.grpc.Stop)
-	defer t.Stop()
 	select {
 	case <-cp.done:
+		return nil
 	case <-ctx.Done():
-		cp.grpc.Stop()
+		<-cp.done
 		return fmt.Errorf("demo: xds control plane: %w", ctx.Err())
 	}
-	cp.grpc.GracefulStop()
-	return nil
 }
 
 // XDSAddr is the demo's xDS control plane address ("" when disabled).
@@ -119,11 +118,20 @@ func xdsMode(c *Cluster, key endpoint.Key) (frontend.Mode, error) {
 		return frontend.Mode{}, fmt.Errorf("the xDS control plane is disabled")
 	}
 	// No zone in the node: the client gets every zone's endpoints at one priority.
-	bs, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: c.XDSAddr(), NodeID: "fe-demo"})
+	bs, err := controlplane.Bootstrap(controlplane.BootstrapConfig{ServerURI: c.XDSAddr(), NodeID: "fe-demo"})
 	if err != nil {
 		return frontend.Mode{}, err
 	}
 	// The bootstrap goes to this one resolver, not to a process-wide environment variable.
+	//
+	// grpc-go 1.85's supported way to configure its xDS client is process-wide: the
+	// GRPC_XDS_BOOTSTRAP (file) or GRPC_XDS_BOOTSTRAP_CONFIG (JSON) environment variable,
+	// captured when the package initialises, i.e. before main runs. The demo learns its
+	// control plane's address only at run time (a free port by default), in the same process,
+	// so that way is closed to it short of re-executing itself; the one per-channel API grpc-go
+	// has is NewXDSResolverWithConfigForTesting, labelled testing-only and experimental. The
+	// demo is a simulation, so it uses that API, here only. Real clients (examples/go, the
+	// frontend's xds mode in a cluster) use GRPC_XDS_BOOTSTRAP; see docs/xds.md.
 	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(bs)
 	if err != nil {
 		return frontend.Mode{}, fmt.Errorf("xds resolver: %w", err)

@@ -5,6 +5,7 @@ package xdscmd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,10 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
+	"github.com/spread-grpc/spread/controlplane"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 	"github.com/spread-grpc/spread/internal/xds"
 )
@@ -130,25 +129,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	gopts := []grpc.ServerOption{
-		// Clients keep one ADS stream for hours; ping idle ones so dead peers are noticed.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
+	var tlsConf *tls.Config
 	if cfg.TLSCert != "" {
 		store, err := tlsfiles.New(tlsfiles.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSClientCA},
 			tlsfiles.WithName("xds"), tlsfiles.WithLogger(log), tlsfiles.WithRegisterer(reg))
 		if err != nil {
 			return fmt.Errorf("xds: %w", err)
 		}
-		tc, err := store.ServerConfig()
-		if err != nil {
+		if tlsConf, err = store.ServerConfig(); err != nil {
 			return fmt.Errorf("xds: %w", err)
 		}
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	g := grpc.NewServer(gopts...)
-	srv.Register(g)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -166,18 +157,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	errc := make(chan error, 3)
-	runDone := make(chan struct{})
-	go func() { defer close(runDone); errc <- srv.Run(runCtx) }()
-	go func() {
-		if err := g.Serve(lis); err != nil {
-			errc <- fmt.Errorf("xds: serve ADS: %w", err)
-		}
-	}()
+	adminErr := make(chan error, 1)
 	if adminLis != nil {
 		go func() {
 			if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("xds: serve admin: %w", err)
+				adminErr <- fmt.Errorf("xds: serve admin: %w", err)
+				stopRun()
 			}
 		}()
 	}
@@ -189,30 +174,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Started != nil {
 		cfg.Started(lis.Addr(), adminAddr)
 	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	// Shutdown: end ADS streams (Run does it when its context ends), then stop the servers,
-	// all bounded by the grace period.
-	stopRun()
-	timer := time.AfterFunc(cfg.ShutdownGrace, g.Stop)
-	defer timer.Stop()
-	select {
-	case <-runDone:
-	case <-time.After(cfg.ShutdownGrace):
-		log.Warn("xds: sources did not stop within the grace period")
-	}
-	g.GracefulStop()
+	// The gRPC server, keepalive, TLS and the bounded shutdown of the ADS streams are the
+	// library's (controlplane.Serve), as in every program that embeds the control plane.
+	runErr := controlplane.Serve(runCtx, controlplane.ServeConfig{
+		Server: srv, Listener: lis, TLS: tlsConf, Grace: cfg.ShutdownGrace, Logger: log,
+	})
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	_ = admin.Shutdown(shutCtx)
-	if runErr != nil && !errors.Is(runErr, context.Canceled) {
-		return runErr
+	if runErr == nil {
+		select {
+		case runErr = <-adminErr:
+		default:
+		}
 	}
-	return nil
+	return runErr
 }
 
 func adminMux(srv *xds.Server, reg *prometheus.Registry) *http.ServeMux {
