@@ -92,7 +92,10 @@ func (f *fleet) start(i int) {
 	}
 	pctx, stop := context.WithCancel(f.ctx)
 	p.stop = stop
-	wait := f.pub.Subscribe(pctx, peers.Update)
+	wait, err := f.pub.Subscribe(pctx, peers.Update)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	p.srv, err = backend.New(backend.Config{Pod: p.name, Grace: 5 * time.Second},
 		backend.WithFairShare(append([]fairshare.Option{fairshare.WithPeers(peers)}, f.opts...)...))
 	if err != nil {
