@@ -17,7 +17,9 @@ import (
 	"github.com/spread-grpc/spread/endpoint/endpointtest"
 )
 
-type hello struct{ echo.UnimplementedEchoServerServer }
+type hello struct {
+	echo.UnimplementedEchoServerServer
+}
 
 func (hello) SayHello(_ context.Context, r *echo.EchoRequest) (*echo.EchoReply, error) {
 	return &echo.EchoReply{Message: "hello " + r.Name}, nil
