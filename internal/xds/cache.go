@@ -183,10 +183,15 @@ func shouldRespond(req *cachev3.Request, sub cachev3.Subscription, ts *typeSnaps
 	if req.GetVersionInfo() != ts.version && !(req.GetErrorDetail() != nil && rejected(known, ts.version)) {
 		return true
 	}
-	if len(known) == 0 && req.GetResponseNonce() == "" {
-		// A fresh stream whose client already holds this version (from another replica,
-		// or from this one before a reconnect): versions name content, so it has it all.
-		return false
+	if req.GetResponseNonce() == "" {
+		// The first request of a type on a stream is always answered, even when it names
+		// the current version: a client may keep a type's version while dropping the
+		// resources themselves. grpc-js-xds ends its ADS stream when an idle channel
+		// unsubscribes from everything, forgets the resources, keeps the versions, and on
+		// leaving idle opens a new stream naming them: unanswered, its calls hang. (A
+		// client moving between replicas with the current version gets identical bytes
+		// under the same version, and ACKs them.)
+		return true
 	}
 	if sub.IsWildcard() {
 		for n := range ts.resources {
