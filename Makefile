@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 IMAGE ?= spread:dev
 CONTAINER_BUILD ?= docker build
 
-.PHONY: all build image test test-stress vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot
+.PHONY: all build image test test-stress vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot node-deps interop-test
 
 # Test control plane (etcd, kube-apiserver, kube-controller-manager) built from
 # hack/kube; the version must match k8s.io/kubernetes in hack/kube/go.mod.
@@ -63,14 +63,30 @@ vet:
 kube-assets:
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) hack/kube/build.sh
 
+# Node dependencies of examples/node (@grpc/grpc-js-xds for the xDS interop tests), installed
+# with `npm ci` from the committed lockfile into a cache outside git, keyed by the lockfile's
+# hash (internal/xdsinterop finds them there). A no-op once installed; skipped without npm.
+NODE_DEPS := $(CACHE)/node/$(shell sha256sum examples/node/package-lock.json 2>/dev/null | cut -c1-12)
+node-deps:
+	@if [ -f $(NODE_DEPS)/node_modules/@grpc/grpc-js-xds/package.json ]; then echo "node-deps: $(NODE_DEPS) present"; \
+	elif ! command -v npm >/dev/null; then echo "node-deps: npm not installed; Node interop tests will skip"; else \
+		mkdir -p $(NODE_DEPS) && cp examples/node/package.json examples/node/package-lock.json $(NODE_DEPS)/ \
+		&& (cd $(NODE_DEPS) && npm ci --ignore-scripts --no-audit --no-fund >/dev/null) \
+		&& echo "node-deps: installed into $(NODE_DEPS)"; fi
+
+# The xDS interop matrix alone (grpc-go, grpc-js-xds, C-core); fails instead of skipping
+# when Node dependencies or python3-grpcio are missing.
+interop-test: kube-assets node-deps
+	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 SPREAD_REQUIRE_INTEROP=1 $(GO) test -race -count=1 ./internal/xdsinterop/
+
 # Everything: static checks, the control plane and the browser the tests need, then every test.
-test: fmt-check vet tidy-check generate-check kube-assets browser-deps
+test: fmt-check vet tidy-check generate-check kube-assets browser-deps node-deps
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # The whole suite under CPU contention: two bounded busy loops (always killed) hog the CPUs
 # while `go test -race -count=1 ./...` runs, then the same with -cpu 1,2 (hack/test-stress.sh).
 # A timing assertion that only holds on an idle machine fails here. Takes about 3x `make test`.
-test-stress: kube-assets browser-deps
+test-stress: kube-assets browser-deps node-deps
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 GO=$(GO) hack/test-stress.sh
 
 # Headless Chromium for the dashboard's browser tests (internal/dashboard, driven by chromedp
