@@ -311,4 +311,3 @@ func (g *goClient) do(ctx context.Context, r request) (reply, error) {
 	}
 	return rep, nil
 }
-

@@ -265,13 +265,13 @@ func kinds(t testing.TB) []kind {
 	ccoreKind := kind{name: "c-core", port: "50051", randomLocality: true,
 		noRingHash: "Debian's python3-grpcio 1.51 dies with SIGSEGV on its first ring_hash pick, whatever the EDS weights (tried unit/n and 1)",
 		start: func(t testing.TB, name string, boot []byte, idle time.Duration) client {
-		py := python(t)
-		env := []string{"GRPC_VERBOSITY=" + os.Getenv("SPREAD_INTEROP_CCORE_VERBOSITY")}
-		if idle > 0 {
-			env = append(env, fmt.Sprintf("IDLE_TIMEOUT_MS=%d", idle.Milliseconds()))
-		}
-		return startProc(t, name, boot, env, py, filepath.Join(repoRoot(t), "internal", "xdsinterop", "testdata", "ccore_client.py"), "xds:///be.default:50051")
-	}}
+			py := python(t)
+			env := []string{"GRPC_VERBOSITY=" + os.Getenv("SPREAD_INTEROP_CCORE_VERBOSITY")}
+			if idle > 0 {
+				env = append(env, fmt.Sprintf("IDLE_TIMEOUT_MS=%d", idle.Milliseconds()))
+			}
+			return startProc(t, name, boot, env, py, filepath.Join(repoRoot(t), "internal", "xdsinterop", "testdata", "ccore_client.py"), "xds:///be.default:50051")
+		}}
 	all := []kind{goKind, nodeKind, ccoreKind}
 	// SPREAD_INTEROP_KINDS=grpc-go,c-core runs only those (for a quick look at one client).
 	if only := os.Getenv("SPREAD_INTEROP_KINDS"); only != "" {
