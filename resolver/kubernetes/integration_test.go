@@ -158,7 +158,9 @@ func testSpread(t *testing.T, c *kubetest.Cluster, admin k8s.Interface) {
 		start := time.Now()
 		_, err := call(callCtx, client)
 		cancel()
-		if status.Code(err) != codes.Unavailable || time.Since(start) > time.Second {
+		// At once: the code, not the clock, tells a fail-fast from a wait for the 5 s
+		// deadline; the bound only keeps well under the deadline on a busy machine.
+		if status.Code(err) != codes.Unavailable || time.Since(start) > 2500*time.Millisecond {
 			t.Fatalf("call with no endpoints: %v after %v, want UNAVAILABLE at once", err, time.Since(start))
 		}
 	}

@@ -317,7 +317,9 @@ func TestEmptySetFailsFast(t *testing.T) {
 			}
 			continue
 		}
-		if status.Code(err) != codes.Unavailable || time.Since(start) > time.Second {
+		// At once: the code, not the clock, tells a fail-fast from a wait for the 5 s
+		// deadline; the bound only keeps well under the deadline on a busy machine.
+		if status.Code(err) != codes.Unavailable || time.Since(start) > 2500*time.Millisecond {
 			t.Fatalf("call failed with %v after %v, want UNAVAILABLE at once", err, time.Since(start))
 		}
 		t.Logf("empty set: %v", err)
