@@ -119,14 +119,17 @@ func TestTransientFailureKeepsAddresses(t *testing.T) {
 		name   string
 		mode   dnsMode
 		result string
+		// The lookup timeout is real time: short where every lookup is to time out, long
+		// where an answer must arrive (50 ms let a busy machine turn a SERVFAIL into a timeout).
+		timeout time.Duration
 	}{
-		{"servfail", modeServFail, "servfail"},
-		{"timeout", modeDrop, "timeout"},
+		{"servfail", modeServFail, "servfail", 5 * time.Second},
+		{"timeout", modeDrop, "timeout", 50 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, c := startDNS(t), startCluster(t, 3)
 			d.Set(svc, 30, c.IPs(1, 2, 3)...)
-			b, clk, reg := newBuilder(t, dnsrefresh.WithTimeout(50*time.Millisecond))
+			b, clk, reg := newBuilder(t, dnsrefresh.WithTimeout(tc.timeout))
 			client := dial(t, d.target(svc, c.port), b)
 			callUntilAll(t, client, podNames(1, 2, 3)...)
 			clk.nextArmed(t)
