@@ -72,9 +72,10 @@ func BenchmarkInteropDiscovery(b *testing.B) {
 				b.Fatal(err)
 			}
 			var lat []time.Duration
+			run := time.Now().UnixNano() // the function runs more than once: names stay unique
 			b.ResetTimer()
 			for i := range b.N {
-				name := fmt.Sprintf("%s-trial-%d", node, i)
+				name := fmt.Sprintf("%s-%d-trial-%d", node, run, i)
 				type result struct {
 					rep reply
 					err error
