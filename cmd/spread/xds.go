@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/spread-grpc/spread/internal/flagalias"
 	"github.com/spread-grpc/spread/internal/xdscmd"
 )
 
@@ -29,6 +30,9 @@ func runXDS(ctx context.Context, args []string, e *env) error {
 	log, err := newLog()
 	if err != nil {
 		return err
+	}
+	for _, name := range flagalias.Used(fs) {
+		log.Warn("deprecated flag: see spread xds -h", "flag", "--"+name)
 	}
 	cfg.Logger = log
 	return xdscmd.Run(ctx, cfg)

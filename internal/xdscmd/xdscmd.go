@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spread-grpc/spread/controlplane"
+	"github.com/spread-grpc/spread/internal/flagalias"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 	"github.com/spread-grpc/spread/internal/xds"
 )
@@ -28,7 +29,7 @@ import (
 type Config struct {
 	// Listen is the ADS (gRPC) address.
 	Listen string
-	// AdminListen serves /metrics, /healthz, /readyz and /debug/xds.
+	// AdminListen serves /metrics, /healthz, /readyz and /debug/xds ("-" or "": none).
 	AdminListen string
 	// Kubeconfig is a kubeconfig path; empty means in-cluster configuration.
 	Kubeconfig string
@@ -64,8 +65,8 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds c's fields to flags in fs, with c's current values as defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "ADS (gRPC) listen address")
-	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "admin HTTP address: /metrics /healthz /readyz /debug/xds")
+	fs.StringVar(&c.Listen, "addr", c.Listen, "ADS (gRPC) listen address")
+	fs.StringVar(&c.AdminListen, "admin-addr", c.AdminListen, `admin HTTP address: /metrics /healthz /readyz /debug/xds ("-": none)`)
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig path (default: in-cluster configuration)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "watch only this namespace (default: all)")
 	fs.BoolVar(&c.AllServices, "all-services", c.AllServices, "serve every Service, not only annotated ones ("+xds.AnnotationLBPolicy+" or "+xds.AnnotationXDS+"=true)")
@@ -73,14 +74,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve ADS over TLS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key for --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "require client certificates signed by this CA bundle (mTLS, PEM); files are re-read when they change")
-	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "bound on the graceful shutdown")
+	fs.DurationVar(&c.ShutdownGrace, "grace", c.ShutdownGrace, "bound on the graceful shutdown")
+	// The names before every command used the same ones.
+	flagalias.Deprecated(fs, "listen", "addr")
+	flagalias.Deprecated(fs, "admin-listen", "admin-addr")
+	flagalias.Deprecated(fs, "shutdown-grace", "grace")
 }
 
 // Validate checks c.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
-		errs = append(errs, errors.New("--listen is required"))
+		errs = append(errs, errors.New("--addr is required"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
@@ -92,7 +97,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--zone-min-healthy must be ≥ 0"))
 	}
 	if c.ShutdownGrace <= 0 {
-		errs = append(errs, errors.New("--shutdown-grace must be > 0"))
+		errs = append(errs, errors.New("--grace must be > 0"))
 	}
 	if (c.Endpoints == nil) != (c.Services == nil) {
 		errs = append(errs, errors.New("Endpoints and Services are set together"))
@@ -147,7 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var adminLis net.Listener
 	admin := &http.Server{Handler: adminMux(srv, reg), ReadHeaderTimeout: 5 * time.Second}
-	if cfg.AdminListen != "" {
+	if cfg.AdminListen != "" && cfg.AdminListen != "-" {
 		adminLis, err = net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
 			lis.Close()
@@ -220,9 +225,12 @@ func (c *BootstrapConfig) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "client node id (default: spread-client)")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "client zone, for zone preference (e.g. from topology.kubernetes.io/zone)")
-	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "use TLS to the control plane, trusting this CA bundle (PEM)")
-	fs.StringVar(&c.CertFile, "cert-file", c.CertFile, "client certificate for mTLS (PEM)")
-	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "client key for mTLS (PEM)")
+	fs.StringVar(&c.CAFile, "tls-ca", c.CAFile, "use TLS to the control plane, trusting this CA bundle (PEM)")
+	fs.StringVar(&c.CertFile, "tls-cert", c.CertFile, "client certificate for mTLS (PEM)")
+	fs.StringVar(&c.KeyFile, "tls-key", c.KeyFile, "client key for mTLS (PEM)")
+	flagalias.Deprecated(fs, "ca-file", "tls-ca")
+	flagalias.Deprecated(fs, "cert-file", "tls-cert")
+	flagalias.Deprecated(fs, "key-file", "tls-key")
 	fs.BoolVar(&c.KeepResourcesOnDeletion, "keep-resources-on-deletion", c.KeepResourcesOnDeletion, "add server feature ignore_resource_deletion")
 }
 
