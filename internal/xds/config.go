@@ -178,7 +178,7 @@ func ParseServiceConfig(annotations map[string]string) (ServiceConfig, error) {
 		AnnotationODMaxEjectionPercent: true, AnnotationCallTimeout: true, AnnotationCallTimeoutMethods: true,
 	}
 	for _, k := range slices.Sorted(maps.Keys(annotations)) {
-		if strings.HasPrefix(k, AnnotationPrefix) && !known[k] && isXDSAnnotation(k) {
+		if strings.HasPrefix(k, AnnotationPrefix) && !known[k] && (isXDSAnnotation(k) || nearMiss(k, known)) {
 			return ServiceConfig{}, &ConfigError{ReasonUnknownAnnotation, k, annotations[k], "not an annotation spread xds knows"}
 		}
 	}
@@ -367,6 +367,23 @@ func isXDSAnnotation(k string) bool {
 	name := strings.TrimPrefix(k, AnnotationPrefix)
 	for _, p := range []string{"lb-", "hash-", "wrr-", "least-request-", "ring-hash-", "xds", "outlier", "call-"} {
 		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// nearMiss reports whether k spells a known annotation with other separators or case
+// (spread.dev/lbpolicy, spread.dev/LB_Policy for spread.dev/lb-policy): a typo, not another
+// component's annotation.
+func nearMiss(k string, known map[string]bool) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(strings.TrimPrefix(s, AnnotationPrefix))
+		return strings.NewReplacer("-", "", "_", "", ".", "").Replace(s)
+	}
+	n := norm(k)
+	for kk := range known {
+		if norm(kk) == n {
 			return true
 		}
 	}

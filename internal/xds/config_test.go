@@ -35,6 +35,8 @@ func TestParseServiceConfig(t *testing.T) {
 		{"bad bool", map[string]string{AnnotationLBPolicy: "weighted_round_robin", AnnotationWRROOB: "yes please"}, "", ReasonInvalidBool},
 		{"header without ring hash", map[string]string{AnnotationHashHeader: "x-user"}, "", ReasonNotApplicable},
 		{"typo", map[string]string{"spread.dev/lb-polcy": "ring_hash"}, "", ReasonUnknownAnnotation},
+		{"near miss without the dash", map[string]string{"spread.dev/lbpolicy": "ring_hash"}, "", ReasonUnknownAnnotation},
+		{"near miss in case and separator", map[string]string{"spread.dev/Call_Timeout": "1s"}, "", ReasonUnknownAnnotation},
 	} {
 		c, err := ParseServiceConfig(tc.ann)
 		if tc.reason == "" {

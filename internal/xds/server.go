@@ -514,10 +514,11 @@ func (s *Server) setZoneSnapshotLocked(z string, memo map[proto.Message]*anypb.A
 	}
 	s.snaps[z] = zs
 	if z == "" {
-		s.m.resources.WithLabelValues("listener").Set(float64(len(rs.listeners)))
-		s.m.resources.WithLabelValues("route").Set(float64(len(rs.routes)))
-		s.m.resources.WithLabelValues("cluster").Set(float64(len(rs.clusters)))
-		s.m.resources.WithLabelValues("endpoint").Set(float64(countEndpoints(rs.clas)))
+		// The same type names as every other type label (typeNames, shortType).
+		s.m.resources.WithLabelValues(typeNames[types.Listener]).Set(float64(len(rs.listeners)))
+		s.m.resources.WithLabelValues(typeNames[types.Route]).Set(float64(len(rs.routes)))
+		s.m.resources.WithLabelValues(typeNames[types.Cluster]).Set(float64(len(rs.clusters)))
+		s.m.resources.WithLabelValues(typeNames[types.Endpoint]).Set(float64(countEndpoints(rs.clas)))
 	}
 	return nil
 }

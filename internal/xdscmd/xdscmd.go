@@ -48,8 +48,9 @@ type Config struct {
 	// ShutdownGrace bounds the shutdown.
 	ShutdownGrace time.Duration
 
-	// Set by a program that embeds the control plane (spread demo) instead of Kubernetes:
-	// when Endpoints is set, Services must be too and no Kubernetes client is made.
+	// Sources other than Kubernetes, set only by this package's tests (the demo embeds the
+	// control plane through package controlplane, not through Run): when Endpoints is set,
+	// Services must be too and no Kubernetes client is made.
 	Endpoints xds.EndpointSource
 	Services  xds.ServiceSource
 	// Logger defaults to slog.Default().

@@ -11,8 +11,8 @@ import (
 	"github.com/spread-grpc/spread/endpoint"
 )
 
-// ParseTarget turns a gRPC target of this scheme into the Service port it names. Two forms are
-// accepted:
+// ParseTarget turns a gRPC target of this scheme into the Service port it names. Three forms
+// are accepted:
 //
 //	kubernetes:///<service>.<namespace>:<port>   (also <service>.<namespace>.svc[.<cluster-domain>])
 //	kubernetes:///<service>:<port>               (namespace "default"; a Builder uses its own default)
