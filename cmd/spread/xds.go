@@ -17,6 +17,9 @@ func runXDS(ctx context.Context, args []string, e *env) error {
 	if len(args) > 0 && args[0] == "bootstrap" {
 		return runXDSBootstrap(args[1:], e)
 	}
+	if len(args) > 0 && args[0] == "status" {
+		return runXDSStatus(ctx, args[1:], e)
+	}
 	fs := newFlagSet("xds", e)
 	cfg := xdscmd.DefaultConfig()
 	cfg.RegisterFlags(fs)
@@ -72,4 +75,18 @@ func runXDSBootstrap(args []string, e *env) error {
 		return fmt.Errorf("--out: %w", err)
 	}
 	return os.Rename(tmp.Name(), *out)
+}
+
+// runXDSStatus is `spread xds status`: every connected client and its sync state.
+func runXDSStatus(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("xds status", e)
+	c := xdscmd.DefaultStatusConfig()
+	c.RegisterFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return usageError{err}
+	}
+	return xdscmd.Status(ctx, e.stdout, c)
 }

@@ -8,6 +8,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/peer"
 )
 
 type metrics struct {
@@ -79,14 +80,18 @@ func shortType(url string) string {
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
 			s.m.clients.Inc()
 			s.clients.open(id)
+			if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+				s.peers.set(id, p.Addr.String())
+			}
 			return nil
 		},
 		StreamClosedFunc: func(id int64, _ *corev3.Node) {
 			s.m.clients.Dec()
 			s.clients.closed(id)
+			s.peers.drop(id)
 			s.updateNacking()
 		},
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {

@@ -90,6 +90,7 @@ type Server struct {
 	services  ServiceSource
 	cache     *zoneCache
 	clients   *clientTracker
+	peers     peers // ADS stream → peer address
 	ads       serverv3.Server
 	instance  string // identifies the process in /debug/xds (versions do not depend on it)
 

@@ -203,6 +203,7 @@ func adminMux(srv *xds.Server, reg *prometheus.Registry) *http.ServeMux {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /readyz", srv.ReadyHandler())
 	mux.Handle("GET /debug/xds", srv.DebugHandler())
+	mux.Handle("GET /debug/xds/clients", srv.StatusHandler())
 	return mux
 }
 

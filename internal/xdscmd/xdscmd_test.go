@@ -8,14 +8,21 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcxds "google.golang.org/grpc/xds"
 
+	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/echotest"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -182,5 +189,71 @@ func TestFlagsAndBootstrap(t *testing.T) {
 		if err := Bootstrap(&out, BootstrapConfig{Servers: bad}); err == nil {
 			t.Errorf("servers %v accepted", bad)
 		}
+	}
+}
+
+// TestStatusCommand: `spread xds status` against a running control plane lists a real
+// grpc-go client as SYNCED on every type.
+func TestStatusCommand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	be := echotest.Start(t, "be-1", "")
+	_, port, _ := net.SplitHostPort(be.Addr)
+	p, _ := strconv.Atoi(port)
+	var s src
+	s.p.Publish(endpoint.NewSet([]endpoint.Endpoint{{Address: "127.0.0.1", Port: int32(p), Pod: "be-1", Ready: true, Serving: true}}))
+	cfg := DefaultConfig()
+	cfg.Listen, cfg.AdminListen, cfg.ShutdownGrace = "127.0.0.1:0", "127.0.0.1:0", 5*time.Second
+	cfg.Endpoints = &s
+	cfg.Services = xds.ServicesFromKeys(endpoint.Key{Namespace: "default", Service: "be", Port: "grpc"})
+	addrs := make(chan [2]net.Addr, 1)
+	cfg.Started = func(ads, admin net.Addr) { addrs <- [2]net.Addr{ads, admin} }
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Run(runCtx, cfg) }()
+	defer func() { stop(); <-done }()
+	a := <-addrs
+
+	boot, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: a[0].String(), NodeID: "status-client", Zone: "zone-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient("xds:///be.default:grpc", grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := echo.NewEchoServerClient(cc).SayHello(ctx, &echo.EchoRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	sc := DefaultStatusConfig()
+	sc.Admin = a[1].String()
+	var out bytes.Buffer
+	for {
+		out.Reset()
+		if err := Status(ctx, &out, sc); err != nil {
+			t.Fatal(err)
+		}
+		if regexp.MustCompile(`(?m)^status-client\s+zone-a\s+127\.0\.0\.1:\d+\s+1\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED\s+\S+`).MatchString(out.String()) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no SYNCED row for the client:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	sc.JSON = true
+	out.Reset()
+	var list []xds.ClientSync
+	if err := Status(ctx, &out, sc); err != nil || json.Unmarshal(out.Bytes(), &list) != nil || len(list) != 1 {
+		t.Fatalf("--json: %v\n%s", err, out.String())
+	}
+	if err := Status(ctx, io.Discard, StatusConfig{Admin: "127.0.0.1:1", Timeout: time.Second}); err == nil {
+		t.Error("status from a closed port: no error")
 	}
 }
