@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
@@ -30,13 +31,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // (as pods share container ports), the demo's kube-proxy-like VIP in front, and one
 // endpoint model every pod's HTTPPeers follows.
 type fleet struct {
-	t                   *testing.T
+	t                   testing.TB
 	ctx                 context.Context
 	grpcPort, adminPort int
 	pub                 endpoint.Publisher
 	vip                 *vip.Proxy
 	vipAddr             string
 	opts                []fairshare.Option
+	off                 bool          // no fair share (the "nothing" and MaxConnectionAge rows)
+	maxConnAge          time.Duration // backend MaxConnectionAge
 
 	mu   sync.Mutex
 	pods map[int]*pod
@@ -49,9 +52,41 @@ type pod struct {
 	admin *http.Server
 	done  chan struct{}
 	stop  context.CancelFunc
+	open  *connCounter
 }
 
-func newFleet(t *testing.T, ctx context.Context, opts ...fairshare.Option) *fleet {
+// connCounter counts a server's open client connections.
+type connCounter struct{ n atomic.Int64 }
+
+func (c *connCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (c *connCounter) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (c *connCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (c *connCounter) HandleConn(_ context.Context, st stats.ConnStats) {
+	switch st.(type) {
+	case *stats.ConnBegin:
+		c.n.Add(1)
+	case *stats.ConnEnd:
+		c.n.Add(-1)
+	}
+}
+
+// conns returns the pod's connections: the fair-share count, or the open ones without it.
+func (p *pod) conns() int {
+	if f := p.srv.FairShare(); f != nil {
+		return f.Conns()
+	}
+	return int(p.open.n.Load())
+}
+
+// stats returns the pod's fair-share counters (zero without fair share).
+func (p *pod) stats() fairshare.Stats {
+	if f := p.srv.FairShare(); f != nil {
+		return f.Stats()
+	}
+	return fairshare.Stats{}
+}
+
+func newFleet(t testing.TB, ctx context.Context, opts ...fairshare.Option) *fleet {
 	f := &fleet{t: t, ctx: ctx, vip: vip.New(nil), pods: map[int]*pod{}, opts: opts}
 	// A gRPC and an admin port free on 127.0.2.1 and, most likely, on the other addresses.
 	for _, p := range []*int{&f.grpcPort, &f.adminPort} {
@@ -85,7 +120,7 @@ func newFleet(t *testing.T, ctx context.Context, opts ...fairshare.Option) *flee
 // start runs pod i (127.0.2.i+1) and publishes it as a ready endpoint.
 func (f *fleet) start(i int) {
 	f.t.Helper()
-	p := &pod{name: fmt.Sprintf("pod-%d", i), ip: fmt.Sprintf("127.0.2.%d", i+1), done: make(chan struct{})}
+	p := &pod{name: fmt.Sprintf("pod-%d", i), ip: fmt.Sprintf("127.0.2.%d", i+1), done: make(chan struct{}), open: &connCounter{}}
 	peers, err := fairshare.NewHTTPPeers(f.adminPort, nil)
 	if err != nil {
 		f.t.Fatal(err)
@@ -96,8 +131,11 @@ func (f *fleet) start(i int) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	p.srv, err = backend.New(backend.Config{Pod: p.name, Grace: 5 * time.Second},
-		backend.WithFairShare(append([]fairshare.Option{fairshare.WithPeers(peers)}, f.opts...)...))
+	bopts := []backend.Option{backend.WithServerOptions(grpc.StatsHandler(p.open))}
+	if !f.off {
+		bopts = append(bopts, backend.WithFairShare(append([]fairshare.Option{fairshare.WithPeers(peers)}, f.opts...)...))
+	}
+	p.srv, err = backend.New(backend.Config{Pod: p.name, Grace: 5 * time.Second, MaxConnectionAge: f.maxConnAge}, bopts...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -115,7 +153,9 @@ func (f *fleet) start(i int) {
 		time.Sleep(20 * time.Millisecond) // retry of a bind, not a wait for a condition
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /fairshare", p.srv.FairShare().Handler())
+	if fs := p.srv.FairShare(); fs != nil {
+		mux.Handle("GET /fairshare", fs.Handler())
+	}
 	p.admin = &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
 	go p.admin.Serve(alis) //nolint:errcheck // closed by halt
 	go func() {
@@ -163,8 +203,8 @@ func (f *fleet) counts() (conns map[string]int, sheds, refusals uint64) {
 	defer f.mu.Unlock()
 	conns = map[string]int{}
 	for _, p := range f.pods {
-		st := p.srv.FairShare().Stats()
-		conns[p.name] = st.Conns
+		st := p.stats()
+		conns[p.name] = p.conns()
 		sheds += st.Sheds
 		refusals += st.Refusals
 	}
@@ -177,7 +217,7 @@ func (f *fleet) minRounds() uint64 {
 	defer f.mu.Unlock()
 	least := ^uint64(0)
 	for _, p := range f.pods {
-		least = min(least, p.srv.FairShare().Stats().Rounds)
+		least = min(least, p.stats().Rounds)
 	}
 	return least
 }
@@ -226,7 +266,7 @@ type clients struct {
 	wg            sync.WaitGroup
 }
 
-func startClients(t *testing.T, ctx context.Context, target string, n int, every time.Duration) *clients {
+func startClients(t testing.TB, ctx context.Context, target string, n int, every time.Duration) *clients {
 	t.Helper()
 	cs := &clients{}
 	lctx, stop := context.WithCancel(ctx)
@@ -282,7 +322,7 @@ func (cs *clients) snapshot() map[string]int64 {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -294,7 +334,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.
 	return time.Since(start)
 }
 
-type logWriter struct{ t *testing.T }
+type logWriter struct{ t testing.TB }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -302,7 +342,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // timeline logs the fleet every second until stopped.
-func timeline(t *testing.T, f *fleet) (stop func()) {
+func timeline(t testing.TB, f *fleet) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -319,7 +359,7 @@ func timeline(t *testing.T, f *fleet) (stop func()) {
 			f.mu.Lock()
 			leaving, rounds := 0, uint64(0)
 			for _, p := range f.pods {
-				st := p.srv.FairShare().Stats()
+				st := p.stats()
 				leaving += st.Leaving
 				rounds += st.Rounds
 			}
@@ -331,7 +371,7 @@ func timeline(t *testing.T, f *fleet) (stop func()) {
 }
 
 // testOpts are short rounds so that the test is quick; spread backend's defaults are 5 s.
-func testOpts(t *testing.T) []fairshare.Option {
+func testOpts(t testing.TB) []fairshare.Option {
 	return []fairshare.Option{
 		fairshare.WithLogger(slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))),
 		fairshare.WithInterval(150*time.Millisecond, 0.2),
