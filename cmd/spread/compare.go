@@ -70,6 +70,10 @@ func runCompare(ctx context.Context, args []string, e *env) error {
 			cs = append(cs, nginx)
 			continue
 		}
+		if c, ok := compare.ManyClientsContender(n); ok { // clusterip-40*: not in the default set
+			cs = append(cs, c)
+			continue
+		}
 		c, err := compare.RegistryContender(n)
 		if err != nil {
 			return usageError{fmt.Errorf("--modes: %w, %s", err, compare.NginxName)}

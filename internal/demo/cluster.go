@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/fairshare"
 	"github.com/spread-grpc/spread/internal/backend"
 	"github.com/spread-grpc/spread/internal/clusterdns"
 	"github.com/spread-grpc/spread/internal/freeze"
@@ -83,6 +84,10 @@ type ClusterConfig struct {
 	// TLSCert, TLSKey and TLSClientCA, when set, make every pod serve mTLS with these files
 	// (see backend.Config).
 	TLSCert, TLSKey, TLSClientCA string
+	// FairShareInterval, if set, makes every pod shed connections above its fair share
+	// (package fairshare) in rounds this long. Pods learn each other's counts from the
+	// cluster's model (the ready pods) instead of over their admin ports.
+	FairShareInterval time.Duration
 }
 
 // MaxReplicas bounds the Deployment's size.
@@ -137,6 +142,9 @@ func (c *ClusterConfig) defaults() error {
 	}
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Second
+	}
+	if c.FairShareInterval < 0 {
+		return fmt.Errorf("demo: fair-share interval %v is negative", c.FairShareInterval)
 	}
 	if c.MaxConnectionAge < 0 || c.MaxConnectionAgeGrace < 0 || c.MaxStreamAge < 0 {
 		return errors.New("demo: max connection age, its grace and max stream age must not be negative")
@@ -523,6 +531,44 @@ func (c *Cluster) addPod() (*Pod, error) {
 	return p, nil
 }
 
+// backendOptions are every pod's backend options.
+func (c *Cluster) backendOptions() []backend.Option {
+	opts := []backend.Option{backend.WithLogger(c.log)}
+	if d := c.cfg.FairShareInterval; d > 0 {
+		opts = append(opts, backend.WithFairShare(fairshare.WithPeers(fairshare.PeersFunc(c.fairSharePeers)),
+			fairshare.WithInterval(d, 0.2), fairshare.WithPolicy(fairshare.Policy{MinAge: d})))
+	}
+	return opts
+}
+
+// fairSharePeers returns the ready pods' connection counts (the demo's stand-in for asking
+// each pod's admin port).
+func (c *Cluster) fairSharePeers(context.Context) ([]fairshare.Peer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []fairshare.Peer
+	for _, p := range c.pods {
+		if p.phase == PhaseReady && p.srv != nil && p.srv.FairShare() != nil {
+			out = append(out, fairshare.Peer{Name: p.Name, Conns: p.srv.FairShare().Conns()})
+		}
+	}
+	return out, nil
+}
+
+// PodConns returns the client connections each pod holds, when pods run with fair share
+// (FairShareInterval), else nil.
+func (c *Cluster) PodConns() map[string]int {
+	if c.cfg.FairShareInterval <= 0 {
+		return nil
+	}
+	peers, _ := c.fairSharePeers(context.Background())
+	out := make(map[string]int, len(peers))
+	for _, p := range peers {
+		out[p.Name] = p.Conns
+	}
+	return out
+}
+
 // run starts (or restarts) p's backend process.
 func (c *Cluster) run(p *Pod) error {
 	lis, err := net.Listen("tcp", netip.AddrPortFrom(p.IP, uint16(p.Port)).String())
@@ -531,7 +577,7 @@ func (c *Cluster) run(p *Pod) error {
 	}
 	srv, err := backend.New(backend.Config{Pod: p.Name, Zone: p.Zone, Grace: c.cfg.Grace,
 		TLSCert: c.cfg.TLSCert, TLSKey: c.cfg.TLSKey, TLSClientCA: c.cfg.TLSClientCA,
-		MaxConnectionAge: c.cfg.MaxConnectionAge, MaxConnectionAgeGrace: c.cfg.MaxConnectionAgeGrace, MaxStreamAge: c.cfg.MaxStreamAge}, backend.WithLogger(c.log))
+		MaxConnectionAge: c.cfg.MaxConnectionAge, MaxConnectionAgeGrace: c.cfg.MaxConnectionAgeGrace, MaxStreamAge: c.cfg.MaxStreamAge}, c.backendOptions()...)
 	if err != nil {
 		lis.Close()
 		return err
