@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	grpcadmin "google.golang.org/grpc/admin"
 	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/xds" // the xds:/// resolver for xds modes (bootstrap from $GRPC_XDS_BOOTSTRAP)
 
@@ -171,7 +173,18 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 			lis.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		a := admin.New(reg, admin.WithReadiness(func() error { return ctx.Err() }))
+		// grpc-go's admin services (channelz, CSDS: what each xDS client holds) on the admin
+		// port, for grpcdebug.
+		g := grpc.NewServer()
+		cleanup, err := grpcadmin.Register(g)
+		if err != nil {
+			lis.Close()
+			alis.Close()
+			return fmt.Errorf("admin services: %w", err)
+		}
+		defer cleanup()
+		defer g.Stop()
+		a := admin.New(reg, admin.WithReadiness(func() error { return ctx.Err() }), admin.WithGRPC(g))
 		n++
 		go func() { errc <- a.Serve(ctx, alis, *grace, log) }()
 	}

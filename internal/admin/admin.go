@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 )
 
 // Server is an admin HTTP server. Create it with New, start it with Serve.
@@ -21,6 +23,7 @@ type Server struct {
 	mux   *http.ServeMux
 	http  *http.Server
 	ready func() error
+	grpc  *grpc.Server
 }
 
 // Option configures a Server.
@@ -29,6 +32,13 @@ type Option func(*Server)
 // WithReadiness sets the readiness check behind /readyz: nil error means ready. Without it,
 // /readyz follows /healthz.
 func WithReadiness(ready func() error) Option { return func(s *Server) { s.ready = ready } }
+
+// WithGRPC also serves g on the admin address: HTTP/2 requests (unencrypted, with prior
+// knowledge, as gRPC tools dial) whose content type is application/grpc go to g, the rest
+// to the HTTP endpoints. Meant for grpc-go's admin services (google.golang.org/grpc/admin:
+// channelz, and CSDS when the xDS package is linked), so that `grpcdebug <addr> channelz` and
+// `grpcdebug <addr> xds status` work against the admin port. The caller stops g.
+func WithGRPC(g *grpc.Server) Option { return func(s *Server) { s.grpc = g } }
 
 // WithHandler mounts an extra handler (for example a debug dump) on pattern.
 func WithHandler(pattern string, h http.Handler) Option {
@@ -54,12 +64,28 @@ func New(g prometheus.Gatherer, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if s.grpc != nil {
+		s.http.Protocols = new(http.Protocols)
+		s.http.Protocols.SetHTTP1(true)
+		s.http.Protocols.SetUnencryptedHTTP2(true)
+	}
 	return s
 }
 
 // Handler returns the server's handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler {
+	if s.grpc == nil {
+		return s.mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
 // Serve serves on lis until ctx is done, then shuts down within grace.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration, log *slog.Logger) error {
