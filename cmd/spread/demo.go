@@ -12,17 +12,21 @@ import (
 func runDemo(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("demo", e)
 	var cfg demo.Config
-	fs.IntVar(&cfg.Cluster.Replicas, "replicas", 5, fmt.Sprintf("backend pods, 1 to %d", demo.MaxReplicas))
-	firstIP := fs.String("first-pod-ip", "127.0.1.1", "first pod's address; pod i listens on first+i (loopback only)")
-	fs.IntVar(&cfg.Cluster.PodPort, "pod-port", 50051, "gRPC port of every pod and of the Services (0 picks a free one)")
-	fs.StringVar(&cfg.Cluster.VIP, "vip", "", "ClusterIP VIP ip:port (default 127.96.0.10:<pod-port>)")
-	fs.StringVar(&cfg.Cluster.DNSAddr, "dns-addr", "127.0.0.1:8053", "cluster DNS address (UDP and TCP)")
-	fs.StringVar(&cfg.Cluster.XDSAddr, "xds-addr", "127.0.0.1:18000", `the demo's xDS control plane address ("-" disables it and the xds mode)`)
-	fs.DurationVar(&cfg.Cluster.DNSTTL, "dns-ttl", 5*time.Second, "TTL of the cluster DNS answers")
-	fs.DurationVar(&cfg.Cluster.Grace, "pod-grace", 5*time.Second, "bound on each pod's drain")
+	// The cluster's defaults are the library's, declared once there; only the xDS address
+	// differs: the command serves on the well-known port, the library on a free one.
+	cfg.Cluster = demo.DefaultClusterConfig()
+	cfg.Cluster.XDSAddr = "127.0.0.1:18000"
+	fs.IntVar(&cfg.Cluster.Replicas, "replicas", cfg.Cluster.Replicas, fmt.Sprintf("backend pods, 1 to %d", demo.MaxReplicas))
+	firstIP := fs.String("first-pod-ip", cfg.Cluster.FirstPodIP.String(), "first pod's address; pod i listens on first+i (loopback only)")
+	fs.IntVar(&cfg.Cluster.PodPort, "pod-port", cfg.Cluster.PodPort, "gRPC port of every pod and of the Services (0 picks a free one)")
+	fs.StringVar(&cfg.Cluster.VIP, "vip", cfg.Cluster.VIP, "ClusterIP VIP ip:port (default 127.96.0.10:<pod-port>)")
+	fs.StringVar(&cfg.Cluster.DNSAddr, "dns-addr", cfg.Cluster.DNSAddr, "cluster DNS address (UDP and TCP)")
+	fs.StringVar(&cfg.Cluster.XDSAddr, "xds-addr", cfg.Cluster.XDSAddr, `the demo's xDS control plane address ("-" disables it and the xds mode)`)
+	fs.DurationVar(&cfg.Cluster.DNSTTL, "dns-ttl", cfg.Cluster.DNSTTL, "TTL of the cluster DNS answers")
+	fs.DurationVar(&cfg.Cluster.Grace, "pod-grace", cfg.Cluster.Grace, "bound on each pod's drain")
 	fs.DurationVar(&cfg.Cluster.EndpointDelay, "endpoint-delay", 0, "how long pod changes take to reach endpoints, DNS and resolvers (EndpointSlice propagation)")
 	fs.DurationVar(&cfg.Cluster.PreStop, "prestop", 0, "how long a deleted pod serves before draining (default: --endpoint-delay)")
-	fs.DurationVar(&cfg.Cluster.RestartDelay, "restart-delay", time.Second, "how long a killed pod takes to restart")
+	fs.DurationVar(&cfg.Cluster.RestartDelay, "restart-delay", cfg.Cluster.RestartDelay, "how long a killed pod takes to restart")
 	fs.DurationVar(&cfg.Cluster.MaxConnectionAge, "max-connection-age", 0, "every pod's server-side MaxConnectionAge (adds the headless-mca mode); 0 = never")
 	fs.DurationVar(&cfg.Cluster.MaxStreamAge, "max-stream-age", 0, "end every pod's streams after this age (±10%) so resuming clients re-balance; 0 = never")
 	fs.BoolVar(&cfg.ModeOptions.Tuned, "tuned", false, "give every mode the tuned client settings (keepalive, health checks, outlier detection, call deadline)")

@@ -2,9 +2,11 @@ package main
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/spread-grpc/spread/internal/demo"
 	"github.com/spread-grpc/spread/internal/flagalias"
 )
 
@@ -109,5 +111,25 @@ func TestDeprecatedAliasesShareTheirDefault(t *testing.T) {
 	}
 	if aliases == 0 {
 		t.Error("no deprecated alias found in any -h: the walk reads nothing")
+	}
+}
+
+// TestDemoFlagDefaultsAreTheLibrarys fails when a `spread demo` flag declares a cluster
+// default of its own instead of showing demo.DefaultClusterConfig's.
+func TestDemoFlagDefaultsAreTheLibrarys(t *testing.T) {
+	d := demo.DefaultClusterConfig()
+	flags := flagsOf(t, []string{"demo"})
+	for name, want := range map[string]string{
+		"replicas":      strconv.Itoa(d.Replicas),
+		"first-pod-ip":  strconv.Quote(d.FirstPodIP.String()),
+		"pod-port":      strconv.Itoa(d.PodPort),
+		"dns-addr":      strconv.Quote(d.DNSAddr),
+		"dns-ttl":       d.DNSTTL.String(),
+		"pod-grace":     d.Grace.String(),
+		"restart-delay": d.RestartDelay.String(),
+	} {
+		if usage, ok := flags[name]; !ok || !strings.HasSuffix(usage, "(default "+want+")") {
+			t.Errorf("spread demo --%s: usage %q, want the library default %s", name, usage, want)
+		}
 	}
 }

@@ -96,15 +96,37 @@ const MaxReplicas = 200
 // podIPRange is how many addresses from FirstPodIP pods may take: room for a full surge.
 const podIPRange = 2*MaxReplicas + 2
 
+// DefaultClusterConfig returns the value every zero field of a ClusterConfig takes, declared
+// once: StartCluster fills zero fields from it, and `spread demo`'s flags show it. Fields not
+// set here derive from others (VIP from PodPort, PreStop from EndpointDelay,
+// MaxConnectionAgeGrace from Grace) or are off by default. XDSAddr is a free port on
+// 127.0.0.1 unless set (`spread demo` sets the well-known 127.0.0.1:18000).
+func DefaultClusterConfig() ClusterConfig {
+	return ClusterConfig{
+		Replicas:     5,
+		FirstPodIP:   netip.MustParseAddr("127.0.1.1"),
+		PodPort:      50051,
+		DNSAddr:      "127.0.0.1:8053",
+		XDSAddr:      "127.0.0.1:0",
+		Domain:       "cluster.local",
+		DNSTTL:       5 * time.Second,
+		Grace:        5 * time.Second,
+		RestartDelay: time.Second,
+		RolloutPause: 200 * time.Millisecond,
+		Zones:        []string{"zone-a", "zone-b", "zone-c"},
+	}
+}
+
 func (c *ClusterConfig) defaults() error {
+	d := DefaultClusterConfig()
 	if c.Replicas == 0 {
-		c.Replicas = 5
+		c.Replicas = d.Replicas
 	}
 	if c.Replicas < 0 || c.Replicas > MaxReplicas {
 		return fmt.Errorf("demo: replicas %d: want 1 to %d", c.Replicas, MaxReplicas)
 	}
 	if !c.FirstPodIP.IsValid() {
-		c.FirstPodIP = netip.MustParseAddr("127.0.1.1")
+		c.FirstPodIP = d.FirstPodIP
 	}
 	if !c.FirstPodIP.Is4() || !c.FirstPodIP.IsLoopback() {
 		return fmt.Errorf("demo: first pod IP %s: want an IPv4 loopback address (127.0.0.0/8)", c.FirstPodIP)
@@ -120,28 +142,28 @@ func (c *ClusterConfig) defaults() error {
 		return fmt.Errorf("demo: pod port %d: want 0 to 65535", c.PodPort)
 	}
 	if c.PodPort == 0 && c.VIP == "" {
-		c.PodPort = 50051
+		c.PodPort = d.PodPort
 	}
 	if c.VIP == "" {
 		c.VIP = net.JoinHostPort("127.96.0.10", strconv.Itoa(c.PodPort))
 	}
 	if c.DNSAddr == "" {
-		c.DNSAddr = "127.0.0.1:8053"
+		c.DNSAddr = d.DNSAddr
 	}
 	if c.XDSAddr == "" {
-		c.XDSAddr = "127.0.0.1:0" // spread demo's flag defaults to the well-known 127.0.0.1:18000
+		c.XDSAddr = d.XDSAddr
 	}
 	if c.Domain == "" {
-		c.Domain = "cluster.local"
+		c.Domain = d.Domain
 	}
 	if c.DNSTTL == 0 {
-		c.DNSTTL = 5 * time.Second
+		c.DNSTTL = d.DNSTTL
 	}
 	if c.DNSTTL < 0 {
 		return fmt.Errorf("demo: DNS TTL %v is negative", c.DNSTTL)
 	}
 	if c.Grace == 0 {
-		c.Grace = 5 * time.Second
+		c.Grace = d.Grace
 	}
 	if c.FairShareInterval < 0 {
 		return fmt.Errorf("demo: fair-share interval %v is negative", c.FairShareInterval)
@@ -159,13 +181,13 @@ func (c *ClusterConfig) defaults() error {
 		c.PreStop = c.EndpointDelay
 	}
 	if c.RestartDelay == 0 {
-		c.RestartDelay = time.Second
+		c.RestartDelay = d.RestartDelay
 	}
 	if c.RolloutPause == 0 {
-		c.RolloutPause = 200 * time.Millisecond
+		c.RolloutPause = d.RolloutPause
 	}
 	if len(c.Zones) == 0 {
-		c.Zones = []string{"zone-a", "zone-b", "zone-c"}
+		c.Zones = d.Zones
 	}
 	addrs := []string{c.VIP, c.DNSAddr}
 	if c.XDSAddr != "-" {
