@@ -124,6 +124,8 @@ type serviceState struct {
 	pending time.Time // first unpushed change, for push latency; zero if none
 
 	cfgDirty, edsDirty bool
+	routed             bool  // route is rendered from svc.Routes (routes.go)
+	routesErr          error // why svc.Routes are not rendered, if they are not
 	// Built resources, reused while unchanged (so versions only move when content does).
 	listeners []*listenerv3.Listener
 	route     *routev3.RouteConfiguration
@@ -255,7 +257,7 @@ func (s *Server) onServices(list []Service) {
 	for k, svc := range want {
 		st, ok := s.svcs[k]
 		if ok {
-			if !maps.Equal(st.svc.Annotations, svc.Annotations) || !slices.Equal(st.svc.Aliases, svc.Aliases) || st.svc.UID != svc.UID {
+			if !maps.Equal(st.svc.Annotations, svc.Annotations) || !slices.Equal(st.svc.Aliases, svc.Aliases) || st.svc.UID != svc.UID || !routesEqual(st.svc.Routes, svc.Routes) {
 				st.svc = svc
 				s.applyConfigLocked(st)
 			}
@@ -352,6 +354,7 @@ func (s *Server) rebuildLocked() {
 	for _, st := range s.svcs {
 		s.rebuildServiceLocked(st, zones)
 	}
+	s.rebuildRoutesLocked()
 	s.zonesChanged = false
 	now := s.opts.now()
 	memo := map[proto.Message]*anypb.Any{}
@@ -410,7 +413,7 @@ func (s *Server) rebuildServiceLocked(st *serviceState, zones []string) {
 			if st.cluster == nil || !proto.Equal(st.cluster, rs.clusters[name]) {
 				st.cluster = rs.clusters[name]
 			}
-			if st.route == nil || !proto.Equal(st.route, rs.routes[name]) {
+			if !st.routed && (st.route == nil || !proto.Equal(st.route, rs.routes[name])) {
 				st.route = rs.routes[name]
 			}
 			var ls []*listenerv3.Listener

@@ -24,6 +24,9 @@ type Service struct {
 	// UID identifies the source object (Kubernetes: the Service's UID), for reports about
 	// it such as Events; it may be empty.
 	UID string
+	// Routes, if not nil, are the Service's route rules (routes.go): its RouteConfiguration
+	// then sends calls to the rules' backends instead of to its own cluster.
+	Routes []RouteRule
 }
 
 // ServiceSource announces which Service ports to serve.

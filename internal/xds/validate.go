@@ -115,12 +115,8 @@ func validateRoute(rc *routev3.RouteConfiguration, clusters map[string]*clusterv
 			return fmt.Errorf("virtual host %q has no domains", vh.GetName())
 		}
 		for _, rt := range vh.GetRoutes() {
-			c := rt.GetRoute().GetCluster()
-			if c == "" {
-				return fmt.Errorf("virtual host %q: a route has no cluster", vh.GetName())
-			}
-			if _, ok := clusters[c]; !ok {
-				return fmt.Errorf("virtual host %q: cluster %q missing", vh.GetName(), c)
+			if err := validateRouteClusters(rt, clusters); err != nil {
+				return fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
 			}
 			if msd := rt.GetRoute().GetMaxStreamDuration(); msd != nil {
 				for _, d := range []*durationpb.Duration{msd.GetMaxStreamDuration(), msd.GetGrpcTimeoutHeaderMax()} {
