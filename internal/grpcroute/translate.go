@@ -87,7 +87,9 @@ func IndexServices(list []xds.Service) Services {
 }
 
 // ports returns the served ports of ns/name.
-func (s Services) ports(ns, name string) []xds.Service { return s.byName[types.NamespacedName{Namespace: ns, Name: name}] }
+func (s Services) ports(ns, name string) []xds.Service {
+	return s.byName[types.NamespacedName{Namespace: ns, Name: name}]
+}
 
 // byNumber finds the served port of ns/name whose number (its key or an alias) is port.
 func (s Services) byNumber(ns, name string, port int32) (endpoint.Key, bool) {

@@ -48,8 +48,6 @@ func route(name string, parents []gatewayv1.ParentReference, rules ...gatewayv1.
 	}
 }
 
-
-
 func canary(w1, w2 int32) gatewayv1.GRPCRouteRule {
 	return gatewayv1.GRPCRouteRule{BackendRefs: []gatewayv1.GRPCBackendRef{backendRef("be", 50051, ptr.To(w1)), backendRef("be-v2", 50051, ptr.To(w2))}}
 }
@@ -88,7 +86,7 @@ func TestTranslate(t *testing.T) {
 			name:    "canary 90/10 on every served port of the parent",
 			rt:      route("canary", []gatewayv1.ParentReference{svcParent("be")}, canary(90, 10)),
 			parents: []Parent{okParent(svcParent("be"), both...)},
-			rules: []xds.RouteRule{{Backends: []xds.WeightedBackend{{Key: keyBe, Weight: 90}, {Key: keyBeV2, Weight: 10}}}},
+			rules:   []xds.RouteRule{{Backends: []xds.WeightedBackend{{Key: keyBe, Weight: 90}, {Key: keyBeV2, Weight: 10}}}},
 		},
 		{
 			name: "parent port picks one port; weight defaults to 1",

@@ -43,6 +43,7 @@ func kubeSources(cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.E
 // KubeSourcesForConfig builds the Kubernetes sources from a REST configuration (tests use
 // it with a test API server). close stops the EndpointSlice watches.
 func KubeSourcesForConfig(rc *rest.Config, cfg Config, log *slog.Logger, reg prometheus.Registerer) (xds.EndpointSource, xds.ServiceSource, func(), error) {
+	jsonRC := rest.CopyConfig(rc) // custom resources (GRPCRoute) speak JSON only
 	rc = rest.CopyConfig(rc)
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
 	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
@@ -56,5 +57,11 @@ func KubeSourcesForConfig(rc *rest.Config, cfg Config, log *slog.Logger, reg pro
 	if cfg.AllServices {
 		opts = append(opts, kubeservices.WithAllServices())
 	}
-	return eps, kubeservices.New(client, opts...), eps.Close, nil
+	var svcs xds.ServiceSource = kubeservices.New(client, opts...)
+	if cfg.GRPCRoutes {
+		if svcs, err = withGRPCRoutes(jsonRC, svcs, cfg, log); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return eps, svcs, eps.Close, nil
 }

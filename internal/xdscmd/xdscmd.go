@@ -38,6 +38,10 @@ type Config struct {
 	// AllServices serves every Service, not only those annotated spread.dev/lb-policy or
 	// spread.dev/xds: "true".
 	AllServices bool
+	// GRPCRoutes applies Gateway API GRPCRoutes whose parent is a served Service (GAMMA)
+	// and writes their status; off, or when the GRPCRoute CRD is not installed, every
+	// Service gets its default routing.
+	GRPCRoutes bool
 	// ZoneMinHealthy is how many healthy endpoints a client's zone needs to be preferred;
 	// 0 turns zone preference off.
 	ZoneMinHealthy int
@@ -61,7 +65,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults RegisterFlags uses.
 func DefaultConfig() Config {
-	return Config{Listen: ":18000", AdminListen: ":9090", ZoneMinHealthy: 1, ShutdownGrace: 10 * time.Second}
+	return Config{Listen: ":18000", AdminListen: ":9090", ZoneMinHealthy: 1, ShutdownGrace: 10 * time.Second, GRPCRoutes: true}
 }
 
 // RegisterFlags binds c's fields to flags in fs, with c's current values as defaults.
@@ -71,6 +75,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig path (default: in-cluster configuration)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "watch only this namespace (default: all)")
 	fs.BoolVar(&c.AllServices, "all-services", c.AllServices, "serve every Service, not only annotated ones ("+xds.AnnotationLBPolicy+" or "+xds.AnnotationXDS+"=true)")
+	fs.BoolVar(&c.GRPCRoutes, "grpcroutes", c.GRPCRoutes, "apply Gateway API GRPCRoutes attached to served Services and write their status (skipped if the CRD is not installed)")
 	fs.IntVar(&c.ZoneMinHealthy, "zone-min-healthy", c.ZoneMinHealthy, "healthy endpoints a client's zone needs to be preferred (0: no zone preference)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve ADS over TLS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key for --tls-cert (PEM)")
