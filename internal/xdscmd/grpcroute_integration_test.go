@@ -92,7 +92,7 @@ func startRouteEnv(t *testing.T, as func(*kubetest.Cluster) *rest.Config) *route
 	}
 	dialer := echotest.NewDialer()
 	for i, p := range []string{"be-1", "be-2", "v2-1"} {
-		dialer.Map(fmt.Sprintf("192.0.2.%d:50051", i+1), echotest.Start(t, p, "").Addr)
+		dialer.Map(fmt.Sprintf("192.0.2.%d", i+1), echotest.Start(t, p, "").Addr)
 	}
 	createServiceWithPods(ctx, t, cs, "be", 1, "be-1", "be-2")
 	createServiceWithPods(ctx, t, cs, "be-v2", 3, "v2-1")
@@ -183,6 +183,8 @@ current-context: c
 func (e *routeEnv) until(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
 	last := ""
+	// Generous for a busy machine; the figures are logged, not asserted.
+	deadline := time.After(2 * time.Minute)
 	for {
 		ok, state := cond()
 		if ok {
@@ -190,6 +192,8 @@ func (e *routeEnv) until(t *testing.T, what string, cond func() (bool, string)) 
 		}
 		last = state
 		select {
+		case <-deadline:
+			t.Fatalf("%s: not reached within 2m; last: %s", what, last)
 		case <-e.ctx.Done():
 			t.Fatalf("%s: not reached; last: %s", what, last)
 		case <-time.After(10 * time.Millisecond):
