@@ -23,6 +23,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"google.golang.org/grpc"
@@ -59,6 +60,7 @@ type env struct {
 	t        testing.TB
 	ctx      context.Context
 	cs       kubernetes.Interface
+	rc       *rest.Config                 // the admin's
 	backends map[string]*echotest.Backend // by pod name
 	admin    string                       // http://host:port
 	ads      string
@@ -97,13 +99,15 @@ func podName(i int) string { return fmt.Sprintf("be-%d", i) }
 
 func startEnv(t testing.TB) *env {
 	kc := kubetest.Start(t)
+	// GRPCRoutes are looked for once, at start (TestNodeGRPCRoute uses them).
+	kc.InstallCRDs(t, kubetest.GatewayAPICRD(t, "grpcroutes"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	cs, err := kubernetes.NewForConfig(kc.RESTConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, cs: cs, backends: map[string]*echotest.Backend{}, slices: map[string]*discoveryv1.EndpointSlice{}}
+	e := &env{t: t, ctx: ctx, cs: cs, rc: kc.RESTConfig(), backends: map[string]*echotest.Backend{}, slices: map[string]*discoveryv1.EndpointSlice{}}
 	to := map[string]string{}
 	for i := 1; i < len(podZones); i++ {
 		b := echotest.Start(t, podName(i), podZones[i])
