@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -164,7 +163,7 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	}
 	errc := make(chan error, 2)
 	n := 1
-	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := admin.NewHTTPServer(fe.Handler(), admin.LimitsFor(cfg.RequestTimeout))
 	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
 	go func() { errc <- admin.ServeHTTP(ctx, srv, lis, *grace, log) }()
 	if *adminAddr != "-" {

@@ -20,10 +20,12 @@ import (
 
 // Server is an admin HTTP server. Create it with New, start it with Serve.
 type Server struct {
-	mux   *http.ServeMux
-	http  *http.Server
-	ready func() error
-	grpc  *grpc.Server
+	mux    *http.ServeMux
+	http   *http.Server
+	ready  func() error
+	grpc   *grpc.Server
+	limits Limits
+	wrap   func(http.Handler) http.Handler
 }
 
 // Option configures a Server.
@@ -40,6 +42,12 @@ func WithReadiness(ready func() error) Option { return func(s *Server) { s.ready
 // `grpcdebug <addr> xds status` work against the admin port. The caller stops g.
 func WithGRPC(g *grpc.Server) Option { return func(s *Server) { s.grpc = g } }
 
+// WithLimits sets the server's limits (default DefaultLimits).
+func WithLimits(l Limits) Option { return func(s *Server) { s.limits = l } }
+
+// WithWrap wraps the whole handler (for example in a guard.Guard).
+func WithWrap(wrap func(http.Handler) http.Handler) Option { return func(s *Server) { s.wrap = wrap } }
+
 // WithHandler mounts an extra handler (for example a debug dump) on pattern.
 func WithHandler(pattern string, h http.Handler) Option {
 	return func(s *Server) { s.mux.Handle(pattern, h) }
@@ -47,7 +55,7 @@ func WithHandler(pattern string, h http.Handler) Option {
 
 // New returns an admin server exposing the metrics gathered by g.
 func New(g prometheus.Gatherer, opts ...Option) *Server {
-	s := &Server{mux: http.NewServeMux()}
+	s := &Server{mux: http.NewServeMux(), limits: DefaultLimits()}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -64,7 +72,7 @@ func New(g prometheus.Gatherer, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = NewHTTPServer(s.Handler(), s.limits)
 	if s.grpc != nil {
 		s.http.Protocols = new(http.Protocols)
 		s.http.Protocols.SetHTTP1(true)
@@ -75,16 +83,20 @@ func New(g prometheus.Gatherer, opts ...Option) *Server {
 
 // Handler returns the server's handler (for tests and embedding).
 func (s *Server) Handler() http.Handler {
-	if s.grpc == nil {
-		return s.mux
+	var h http.Handler = s.mux
+	if s.grpc != nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				s.grpc.ServeHTTP(w, r)
+				return
+			}
+			s.mux.ServeHTTP(w, r)
+		})
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			s.grpc.ServeHTTP(w, r)
-			return
-		}
-		s.mux.ServeHTTP(w, r)
-	})
+	if s.wrap != nil {
+		h = s.wrap(h)
+	}
+	return h
 }
 
 // Serve serves on lis until ctx is done, then shuts down within grace.

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/guard"
 	"github.com/spread-grpc/spread/internal/httpjson"
 )
 
@@ -172,11 +173,12 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	}
 	// The page posts to these same-origin; refuse cross-site browser requests (a page on
 	// another site cannot drive the demo through a visitor's browser).
-	cop := http.NewCrossOriginProtection()
-	mux.Handle("/cluster", cop.Handler(d.controls))
-	mux.Handle("/cluster/", cop.Handler(d.controls))
-	mux.Handle("POST /dashboard/load/{mode}", cop.Handler(http.HandlerFunc(d.startLoad)))
-	mux.Handle("DELETE /dashboard/load/{mode}", cop.Handler(http.HandlerFunc(d.stopLoad)))
+	// The demo also checks Host (guard.Wrap around the whole server).
+	cs := guard.New().CrossSite
+	mux.Handle("/cluster", cs(d.controls))
+	mux.Handle("/cluster/", cs(d.controls))
+	mux.Handle("POST /dashboard/load/{mode}", cs(http.HandlerFunc(d.startLoad)))
+	mux.Handle("DELETE /dashboard/load/{mode}", cs(http.HandlerFunc(d.stopLoad)))
 }
 
 // ServePage serves the dashboard's HTML page.

@@ -3,6 +3,8 @@ package demo
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,14 +73,21 @@ func (c *Cluster) PodStates() []dashboard.PodState {
 //	POST /cluster/pods/{pod}/thaw          undo freeze
 //	POST /cluster/pods/{pod}/slow?delay=D  add D to every call (0 restores)
 //
-// {pod} is a pod name or "random" (any ready pod).
+// {pod} is a pod name or "random": a ready pod that the action changes (thaw picks a frozen
+// pod, freeze one not frozen, slow?delay=0 a slowed one). Unknown and repeated query
+// parameters are refused.
 func (c *Cluster) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, c.State())
 	})
 	mux.HandleFunc("POST /cluster/scale", func(w http.ResponseWriter, r *http.Request) {
-		v := r.URL.Query().Get("replicas")
+		q, err := ParseQuery(r.URL.RawQuery, "replicas")
+		if err != nil {
+			httpjson.Error(w, http.StatusBadRequest, err)
+			return
+		}
+		v := q.Get("replicas")
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > MaxReplicas {
 			httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("replicas=%q: want a whole number from 0 to %d", v, MaxReplicas))
@@ -91,6 +100,10 @@ func (c *Cluster) Handler() http.Handler {
 		httpjson.Write(w, http.StatusOK, c.State())
 	})
 	mux.HandleFunc("POST /cluster/rollout", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := ParseQuery(r.URL.RawQuery); err != nil {
+			httpjson.Error(w, http.StatusBadRequest, err)
+			return
+		}
 		st, err := c.Rollout()
 		if err != nil {
 			httpjson.Error(w, http.StatusConflict, err)
@@ -100,8 +113,16 @@ func (c *Cluster) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /cluster/pods/{pod}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		pod, action := r.PathValue("pod"), r.PathValue("action")
+		var allowed []string
+		if action == "slow" {
+			allowed = []string{"delay"}
+		}
+		q, err := ParseQuery(r.URL.RawQuery, allowed...)
+		if err != nil {
+			httpjson.Error(w, http.StatusBadRequest, err)
+			return
+		}
 		var name string
-		var err error
 		switch action {
 		case "kill":
 			name, err = c.Kill(pod)
@@ -111,8 +132,8 @@ func (c *Cluster) Handler() http.Handler {
 			name, err = c.Freeze(pod, action == "freeze")
 		case "slow":
 			var d time.Duration
-			if d, err = time.ParseDuration(r.URL.Query().Get("delay")); err != nil {
-				httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("delay=%q: want a duration like 200ms (0 to 1m)", r.URL.Query().Get("delay")))
+			if d, err = time.ParseDuration(q.Get("delay")); err != nil {
+				httpjson.Error(w, http.StatusBadRequest, fmt.Errorf("delay=%q: want a duration like 200ms (0 to 1m)", q.Get("delay")))
 				return
 			}
 			name, err = c.Slow(pod, d)
@@ -133,4 +154,25 @@ func (c *Cluster) Handler() http.Handler {
 		httpjson.Write(w, http.StatusOK, map[string]string{"pod": name, "action": action})
 	})
 	return mux
+}
+
+// ParseQuery parses an admin API query, refusing one that does not parse, parameters other
+// than allowed, and parameters given more than once (a second value would be ignored).
+func ParseQuery(raw string, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %v (separate parameters with &)", raw, err)
+	}
+	for k, vs := range q {
+		if !slices.Contains(allowed, k) {
+			if len(allowed) == 0 {
+				return nil, fmt.Errorf("unknown query parameter %q: this action takes none", k)
+			}
+			return nil, fmt.Errorf("unknown query parameter %q: want %s", k, strings.Join(allowed, ", "))
+		}
+		if len(vs) != 1 {
+			return nil, fmt.Errorf("query parameter %q given %d times", k, len(vs))
+		}
+	}
+	return q, nil
 }

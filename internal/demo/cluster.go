@@ -620,17 +620,18 @@ func (c *Cluster) run(p *Pod) error {
 	return nil
 }
 
-// find returns the pod named name ("random": any ready pod). Called with c.mu held.
-func (c *Cluster) find(name string) (*Pod, error) {
+// find returns the pod named name or, for "random", a ready pod for which want holds (nil:
+// any ready pod). Called with c.mu held.
+func (c *Cluster) find(name string, want func(*Pod) bool, what string) (*Pod, error) {
 	if name == "random" {
 		var ready []*Pod
 		for _, p := range c.pods {
-			if p.phase == PhaseReady {
+			if p.phase == PhaseReady && (want == nil || want(p)) {
 				ready = append(ready, p)
 			}
 		}
 		if len(ready) == 0 {
-			return nil, errors.New("demo: no ready pod")
+			return nil, fmt.Errorf("demo: no ready pod%s", what)
 		}
 		return ready[mrand.IntN(len(ready))], nil
 	}
@@ -677,7 +678,7 @@ func (c *Cluster) Scale(replicas int) error {
 // Delete deletes one pod gracefully; the ReplicaSet replaces it at once.
 func (c *Cluster) Delete(name string) (string, error) {
 	c.mu.Lock()
-	p, err := c.find(name)
+	p, err := c.find(name, nil, "")
 	c.mu.Unlock()
 	if err != nil {
 		return "", err
@@ -732,7 +733,7 @@ func (c *Cluster) terminate(p *Pod) {
 // address. It returns the pod's name.
 func (c *Cluster) Kill(name string) (string, error) {
 	c.mu.Lock()
-	p, err := c.find(name)
+	p, err := c.find(name, nil, "")
 	if err == nil && p.phase != PhaseReady {
 		err = fmt.Errorf("demo: pod %s is %s", p.Name, p.phase)
 	}
@@ -778,7 +779,11 @@ func (c *Cluster) Kill(name string) (string, error) {
 func (c *Cluster) Freeze(name string, frozen bool) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p, err := c.find(name)
+	what := " to freeze (all are frozen)"
+	if !frozen {
+		what = " that is frozen"
+	}
+	p, err := c.find(name, func(p *Pod) bool { return p.frz.Frozen() != frozen }, what)
 	if err != nil {
 		return "", err
 	}
@@ -794,7 +799,12 @@ func (c *Cluster) Slow(name string, d time.Duration) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p, err := c.find(name)
+	var want func(*Pod) bool
+	what := ""
+	if d == 0 { // restoring: pick a pod that is slowed
+		want, what = func(p *Pod) bool { return p.delay > 0 }, " that is slowed"
+	}
+	p, err := c.find(name, want, what)
 	if err != nil {
 		return "", err
 	}

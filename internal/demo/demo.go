@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/certgen"
 	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/guard"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 )
 
@@ -108,6 +108,16 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		}
 		return nil, err
 	}
+	// The frontend and admin servers carry the unauthenticated cluster controls: like every
+	// other demo address they must be loopback.
+	for _, a := range []struct{ flag, addr string }{{"frontend", cfg.FrontendAddr}, {"admin", cfg.AdminAddr}} {
+		if a.addr == "-" && a.flag == "admin" {
+			continue
+		}
+		if err := loopbackHostPort(a.addr); err != nil {
+			return nil, fmt.Errorf("demo: %s: %w", a.flag, err)
+		}
+	}
 	// Bind the HTTP addresses first: a taken address is the likeliest error, so fail before
 	// starting anything else.
 	feLis, err := net.Listen("tcp", cfg.FrontendAddr)
@@ -148,13 +158,20 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Both servers answer only to their own addresses (DNS rebinding) and refuse cross-site
+	// state-changing requests.
+	g := guard.New()
+	g.Allow(feLis.Addr())
+	if adminLis != nil {
+		g.Allow(adminLis.Addr())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Demo{Cluster: cluster, Frontend: fe, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
 		FrontendURL: "http://" + feLis.Addr().String()}
 	if cfg.TLS {
 		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
 	}
-	srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := admin.NewHTTPServer(g.Wrap(fe.Handler()), admin.LimitsFor(frontend.DefaultRequestTimeout))
 	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
 	d.nsrv++
 	go func() { d.errc <- admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log) }()
@@ -165,7 +182,8 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 				return errors.New("shutting down")
 			}
 			return nil
-		}), admin.WithHandler("/cluster", cluster.Handler()), admin.WithHandler("/cluster/", cluster.Handler()))
+		}), admin.WithHandler("/cluster", cluster.Handler()), admin.WithHandler("/cluster/", cluster.Handler()),
+			admin.WithWrap(g.Wrap))
 		d.nsrv++
 		go func() { d.errc <- a.Serve(ctx, adminLis, cfg.Grace/2, log) }()
 	}

@@ -109,6 +109,9 @@ func validName(s string) bool {
 	return true
 }
 
+// DefaultRequestTimeout is Config.RequestTimeout's default.
+const DefaultRequestTimeout = 60 * time.Second
+
 // Config configures a frontend.
 type Config struct {
 	// Name is the frontend's identity in replies (default: $POD_NAME or the hostname).
@@ -199,7 +202,7 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 		cfg.CallTimeout = 5 * time.Second
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 60 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if len(cfg.Modes) == 0 {
 		return nil, errors.New("frontend: no modes configured")

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -85,10 +86,23 @@ func ParseCallParams(q url.Values) (CallParams, error) {
 }
 
 func parseInterval(v string) (time.Duration, error) {
-	if ms, err := strconv.Atoi(v); err == nil {
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if ms < 0 || ms > int64(MaxInterval/time.Millisecond) {
+			return 0, errors.New("out of range") // before multiplying: 2^58 ms would wrap
+		}
 		return time.Duration(ms) * time.Millisecond, nil
 	}
 	return time.ParseDuration(v)
+}
+
+// ParseCallQuery parses a raw query string and validates it with ParseCallParams. A query
+// that does not parse (a ';' separator, a bad escape) is an error, never silently dropped.
+func ParseCallQuery(raw string) (CallParams, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return CallParams{N: DefaultCalls}, fmt.Errorf("query %q: %v (separate parameters with &)", raw, err)
+	}
+	return ParseCallParams(q)
 }
 
 // CallError is one failed call in a response.
@@ -145,18 +159,26 @@ func (f *Frontend) routes() {
 	}
 	f.dash.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			methodNotAllowed(w, r, allow...)
+			return
+		}
 		httpjson.Write(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb", "GET /events", "GET /dashboard/state"}, "modes": f.order})
 	})
 	f.mux = mux
 }
 
 func (f *Frontend) serveCall(w http.ResponseWriter, r *http.Request, name string) {
+	if r.Method != http.MethodGet { // GET patterns also match HEAD, which must not make calls
+		methodNotAllowed(w, r, http.MethodGet)
+		return
+	}
 	m, ok := f.modes[name]
 	if !ok {
 		httpjson.Write(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown mode %q", name), "modes": f.order})
 		return
 	}
-	p, err := ParseCallParams(r.URL.Query())
+	p, err := ParseCallQuery(r.URL.RawQuery)
 	if err == nil && time.Duration(p.N-1)*p.Interval > f.cfg.RequestTimeout {
 		err = fmt.Errorf("n=%d with interval=%v takes longer than this frontend's request timeout %v", p.N, p.Interval, f.cfg.RequestTimeout)
 	}
@@ -293,6 +315,26 @@ func (f *Frontend) CallOnce(ctx context.Context, mode string) (string, error) {
 	reply, err := echo.NewEchoServerClient(m.conn).SayHello(cctx, &echo.EchoRequest{Name: "unary RPC msg"})
 	f.observe(mode, reply.GetPod(), err, time.Since(t0))
 	return reply.GetPod(), err
+}
+
+// allowedMethods lists the methods mux serves r's path with, other than through its
+// catch-all "/" (which matches every method, so the mux's own 405 never happens).
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// methodNotAllowed answers 405 with the Allow header.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	httpjson.Write(w, http.StatusMethodNotAllowed, map[string]any{"error": fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path), "allow": allow})
 }
 
 // wantsHTML reports whether the client prefers HTML to JSON (a browser does).

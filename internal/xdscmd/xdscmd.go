@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spread-grpc/spread/controlplane"
+	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/flagalias"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 	"github.com/spread-grpc/spread/internal/xds"
@@ -49,6 +50,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// TLSClientCA, with TLSCert, requires client certificates signed by it (mTLS).
 	TLSClientCA string
+	// NoDebugXDS leaves /debug/xds (every Service's endpoints and policies, unauthenticated)
+	// off the admin server.
+	NoDebugXDS bool
 	// ShutdownGrace bounds the shutdown.
 	ShutdownGrace time.Duration
 
@@ -80,6 +84,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve ADS over TLS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key for --tls-cert (PEM)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "require client certificates signed by this CA bundle (mTLS, PEM); files are re-read when they change")
+	fs.BoolVar(&c.NoDebugXDS, "no-debug-xds", c.NoDebugXDS, "do not serve /debug/xds and /debug/xds/clients on the admin address (they show every served Service's endpoints and clients, without authentication)")
 	fs.DurationVar(&c.ShutdownGrace, "grace", c.ShutdownGrace, "bound on the graceful shutdown")
 	// The names before every command used the same ones.
 	flagalias.Deprecated(fs, "listen", "addr")
@@ -157,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("xds: listen %s: %w", cfg.Listen, err)
 	}
 	var adminLis net.Listener
-	admin := &http.Server{Handler: adminMux(srv, reg), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := admin.NewHTTPServer(adminMux(srv, reg, !cfg.NoDebugXDS), admin.DefaultLimits())
 	if cfg.AdminListen != "" && cfg.AdminListen != "-" {
 		adminLis, err = net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
@@ -171,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 	adminErr := make(chan error, 1)
 	if adminLis != nil {
 		go func() {
-			if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := adminSrv.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
 				adminErr <- fmt.Errorf("xds: serve admin: %w", err)
 				stopRun()
 			}
@@ -192,7 +197,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	_ = admin.Shutdown(shutCtx)
+	_ = adminSrv.Shutdown(shutCtx)
 	if runErr == nil {
 		select {
 		case runErr = <-adminErr:
@@ -202,13 +207,15 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-func adminMux(srv *xds.Server, reg *prometheus.Registry) *http.ServeMux {
+func adminMux(srv *xds.Server, reg *prometheus.Registry, debug bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /readyz", srv.ReadyHandler())
-	mux.Handle("GET /debug/xds", srv.DebugHandler())
-	mux.Handle("GET /debug/xds/clients", srv.StatusHandler())
+	if debug {
+		mux.Handle("GET /debug/xds", srv.DebugHandler())
+		mux.Handle("GET /debug/xds/clients", srv.StatusHandler())
+	}
 	return mux
 }
 
