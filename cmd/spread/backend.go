@@ -45,6 +45,9 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	if err := fair.validate(*adminAddr); err != nil {
 		return usageError{err}
 	}
+	if err := errors.Join(checkAddr("addr", *addr, false), checkAddr("admin-addr", *adminAddr, true), checkAddr("health-addr", *healthAddr, true)); err != nil {
+		return usageError{err}
+	}
 	log, err := newLog()
 	if err != nil {
 		return err

@@ -107,6 +107,9 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := errors.Join(checkAddr("addr", *addr, false), checkAddr("admin-addr", *adminAddr, true)); err != nil {
+		return usageError{err}
+	}
 	if *grace <= 0 || cfg.CallTimeout <= 0 || cfg.RequestTimeout <= 0 {
 		return usageError{errors.New("--grace, --call-timeout and --request-timeout must be positive")}
 	}

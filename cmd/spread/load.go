@@ -24,6 +24,7 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/hedge"
+	"github.com/spread-grpc/spread/internal/backend"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/load"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
@@ -166,8 +167,9 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	cpu0 := processCPU()
 	var rep *load.Report
 	if *stream {
-		per := time.Duration(float64(time.Second) * float64(cfg.MaxInFlight) / cfg.Rate)
-		per = max(per, time.Millisecond)
+		// Messages at most MaxStreamInterval apart, as the backend allows (a very low rate would
+		// otherwise ask for an interval it refuses or that overflows).
+		per := min(max(load.Seconds(float64(cfg.MaxInFlight)/cfg.Rate), time.Millisecond), backend.MaxStreamInterval)
 		count := uint32(min(float64(cfg.Duration/per)+10, 100000))
 		rep, err = load.RunStreams(ctx, cfg, cfg.MaxInFlight, load.ResumingStream(client, count, per), opts...)
 	} else {

@@ -36,6 +36,10 @@ const (
 	DefaultStreamCount = 5
 	MaxStreamCount     = 100000
 	MaxStreamInterval  = 10 * time.Second
+	// MaxStreamBytes bounds the name bytes one SayHelloStream echoes (the name's length
+	// times the messages it asks for): a large name times a large count is refused up front
+	// with InvalidArgument instead of sending gigabytes.
+	MaxStreamBytes = 16 << 20
 )
 
 // Config describes one backend. The zero value of every optional field is a sensible default.
@@ -193,6 +197,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	so := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(m.unary),
 		grpc.ChainStreamInterceptor(m.stream),
+		grpc.StatsHandler(m),
 		// Let clients keep connections alive with pings every 5 s or more, even while idle,
 		// so that client keepalive (which detects frozen pods) never earns a GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -287,6 +292,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		}
 	}
 	s.mu.Unlock()
+	s.metrics.setMethods(s.grpc) // every service is registered by now
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(lis) }()
 	select {
@@ -360,6 +366,13 @@ func (e *echoService) SayHelloStream(req *echo.EchoRequest, stream grpc.ServerSt
 	}
 	if count > MaxStreamCount {
 		return status.Errorf(codes.InvalidArgument, "count %d is over the maximum %d", count, MaxStreamCount)
+	}
+	if req.GetResumeAfter() > count { // also keeps seq from wrapping at 2^64-1
+		return status.Errorf(codes.InvalidArgument, "resume_after %d is beyond count %d", req.GetResumeAfter(), count)
+	}
+	if n := uint64(len(req.GetName())) * (count - req.GetResumeAfter()); n > MaxStreamBytes {
+		return status.Errorf(codes.InvalidArgument, "a name of %d bytes in %d messages is %d bytes, over the maximum %d per stream: send a shorter name or fewer messages",
+			len(req.GetName()), count-req.GetResumeAfter(), n, MaxStreamBytes)
 	}
 	interval := time.Duration(req.GetIntervalMs()) * time.Millisecond
 	if interval > MaxStreamInterval {

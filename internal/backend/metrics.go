@@ -2,9 +2,11 @@ package backend
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -14,6 +16,7 @@ type metrics struct {
 	draining prometheus.Gauge
 	// streamAgeEnds counts streams ended by MaxStreamAge.
 	streamAgeEnds prometheus.Counter
+	known         atomic.Pointer[map[string]bool]
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -49,7 +52,7 @@ func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	m.inFlight.Inc()
 	defer m.inFlight.Dec()
 	resp, err := h(ctx, req)
-	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	m.count(ctx, info.FullMethod, err)
 	return resp, err
 }
 
@@ -57,6 +60,60 @@ func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	m.inFlight.Inc()
 	defer m.inFlight.Dec()
 	err := h(srv, ss)
-	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	m.count(ss.Context(), info.FullMethod, err)
 	return err
 }
+
+// count counts a call its interceptor saw, before its status is sent.
+func (m *metrics) count(ctx context.Context, method string, err error) {
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		c.counted.Store(true)
+	}
+	m.calls.WithLabelValues(method, status.Code(err).String()).Inc()
+}
+
+// The interceptors count the calls their handlers answer. A call refused before its handler
+// runs (a request over the size limit: ResourceExhausted) never reaches them, but it ends,
+// and the metrics' stats.Handler counts it then.
+var _ stats.Handler = (*metrics)(nil)
+
+type callKey struct{}
+
+type call struct {
+	method  string
+	counted atomic.Bool
+}
+
+// setMethods names the methods calls are counted under; any other name (a client may send
+// any) is counted as "unknown", so a hostile client cannot grow the label set.
+func (m *metrics) setMethods(g *grpc.Server) {
+	known := map[string]bool{}
+	for svc, info := range g.GetServiceInfo() {
+		for _, md := range info.Methods {
+			known["/"+svc+"/"+md.Name] = true
+		}
+	}
+	m.known.Store(&known)
+}
+
+func (m *metrics) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	c := &call{method: "unknown"}
+	if k := m.known.Load(); k != nil && (*k)[info.FullMethodName] {
+		c.method = info.FullMethodName
+	}
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+func (m *metrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	end, ok := s.(*stats.End)
+	if !ok {
+		return
+	}
+	if c, ok := ctx.Value(callKey{}).(*call); ok && !c.counted.Load() {
+		m.calls.WithLabelValues(c.method, status.Code(end.Error).String()).Inc()
+	}
+}
+
+func (m *metrics) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (m *metrics) HandleConn(context.Context, stats.ConnStats) {}

@@ -54,8 +54,10 @@ type Config struct {
 // Validate reports the first invalid field, in words a command-line user understands.
 func (c Config) Validate() error {
 	switch {
-	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+	case math.IsNaN(c.Rate):
 		return fmt.Errorf("load: rate %v is not a number", c.Rate)
+	case math.IsInf(c.Rate, 0):
+		return fmt.Errorf("load: rate %v is not a finite number: want more than 0 and at most %v calls/s", c.Rate, MaxRate)
 	case c.Rate < 0:
 		return fmt.Errorf("load: rate %v calls/s is negative: want more than 0", c.Rate)
 	case c.Rate == 0:

@@ -13,7 +13,21 @@ func Due(i int, rate float64) time.Duration {
 	if rate <= 0 || i <= 0 {
 		return 0
 	}
-	return time.Duration(math.Round(float64(i) / rate * float64(time.Second)))
+	return Seconds(float64(i) / rate)
+}
+
+// Seconds converts s seconds to a Duration, saturating at the largest one (a very low rate
+// puts calls beyond 292 years; a plain conversion would overflow to a negative Duration and
+// make such calls always due).
+func Seconds(s float64) time.Duration {
+	ns := math.Round(s * float64(time.Second))
+	if !(ns < math.MaxInt64) { // also NaN
+		return math.MaxInt64
+	}
+	if ns < math.MinInt64 {
+		return math.MinInt64
+	}
+	return time.Duration(ns)
 }
 
 // DueBy is how many calls are due once elapsed has passed since the start (calls 0 to

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -119,6 +120,15 @@ func checkServerURI(u string) error {
 		}
 		hp = ep
 	}
-	_, _, err := net.SplitHostPort(hp)
-	return err
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port %q: want 1 to 65535", port)
+	}
+	if host == "" || strings.ContainsAny(host, " \t\r\n/?#@") {
+		return fmt.Errorf("host %q: want an IP address or a DNS name", host)
+	}
+	return nil
 }

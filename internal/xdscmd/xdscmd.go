@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -248,8 +249,17 @@ func (c *BootstrapConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.KeepResourcesOnDeletion, "keep-resources-on-deletion", c.KeepResourcesOnDeletion, "add server feature ignore_resource_deletion")
 }
 
-// Bootstrap writes a grpc-go bootstrap JSON for c to w.
+// Bootstrap writes a grpc-go bootstrap JSON for c to w. The files it names must exist: a
+// client given a bootstrap naming a missing CA would fail only when it first connects.
 func Bootstrap(w io.Writer, c BootstrapConfig) error {
+	for _, f := range []struct{ flag, path string }{{"ca-file", c.CAFile}, {"cert-file", c.CertFile}, {"key-file", c.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("--%s: %w", f.flag, err)
+		}
+	}
 	var first string
 	var fallback []string
 	if len(c.Servers) > 0 {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -153,7 +155,13 @@ func TestFlagsAndBootstrap(t *testing.T) {
 		b.Node.ID != "fe-1" || b.Node.Locality["zone"] != "zone-a" {
 		t.Errorf("bootstrap = %s", out.String())
 	}
-	bc.CAFile = "/etc/ca.pem"
+	bc.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := Bootstrap(&out, bc); err == nil || !strings.Contains(err.Error(), "--ca-file") {
+		t.Errorf("bootstrap naming a missing CA file: %v", err)
+	}
+	if err := os.WriteFile(bc.CAFile, []byte("PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out.Reset()
 	if err := Bootstrap(&out, bc); err != nil || !strings.Contains(out.String(), `"type": "tls"`) || !strings.Contains(out.String(), "ca_certificate_file") {
 		t.Errorf("TLS bootstrap = %s, %v", out.String(), err)
