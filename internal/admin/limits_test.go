@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-
 // serve runs srv on a loopback port until the test ends and returns its address.
 func serve(t *testing.T, srv *http.Server) string {
 	t.Helper()
