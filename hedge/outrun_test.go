@@ -105,11 +105,14 @@ func TestOutrunAttemptsReportedAsSuccess(t *testing.T) {
 		recorded.mu.Lock()
 		ok, bad := recorded.ok, recorded.error
 		recorded.mu.Unlock()
-		if ok+bad == attempts {
+		// grpc-go may pick more than once for one attempt (a transparent retry of a stream
+		// that never left the client), and each pick gets its Done: the child can hear of
+		// a few more attempts than the calls record, each such extra one a failure at most.
+		if extra := ok + bad - attempts; extra >= 0 {
 			// Outrun attempts are all successes, so at most the overtaken ones failed (one
 			// may have answered before its cancellation took: a success too); the slow pod's,
 			// cancelled long before its answer, failed.
-			if bad > overtaken || bad == 0 {
+			if bad > overtaken+extra || bad == 0 {
 				t.Fatalf("the child heard of %d failed attempts and %d successes; want the %d outrun as successes, at most the %d overtaken failed",
 					bad, ok, outrun, overtaken)
 			}

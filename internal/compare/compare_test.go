@@ -234,12 +234,16 @@ func TestFrozenPodTuned(t *testing.T) {
 			t.Fatalf("%s: no pod frozen", mode)
 		}
 		freeze := r.Report.Start.Add(time.Duration(r.EventMS * float64(time.Millisecond)))
-		var onFrozen, lastQuarter, liveFailed int
+		var onFrozen, lastQuarter, liveFailed, failedBefore int
 		var last time.Duration // when the frozen pod's last call started, after the freeze
 		for _, c := range l.calls {
 			switch {
 			case c.start.Before(freeze):
-				// Before the freeze every pod answers.
+				// Before the freeze every pod answers, but on a starved machine calls to
+				// it may already outlast their deadline (and get it ejected early).
+				if c.peer == l.frozen && c.code != codes.OK {
+					failedBefore++
+				}
 			case c.peer == l.frozen:
 				onFrozen++
 				if c.code != codes.DeadlineExceeded {
@@ -259,8 +263,15 @@ func TestFrozenPodTuned(t *testing.T) {
 		t.Logf("frozen pod of 5: %s %d of %d failed (%.2f%%), %d on the frozen pod, the last sent to it %v after the freeze; %d on live pods (deadline)",
 			mode, r.Failed, r.Report.Scheduled, r.FailedPct, onFrozen, last.Round(time.Millisecond), liveFailed)
 		if onFrozen == 0 {
-			t.Errorf("%s: no call reached the frozen pod %s after the freeze", mode, l.frozen)
-			continue
+			if mode != "dns-refresh" && failedBefore > 0 {
+				// Outlier detection ejected it before it froze, for deadlines missed under
+				// CPU starvation: it got no call after the freeze, which is what is asserted
+				// of an ejected pod; the live pods are still checked below.
+				t.Logf("%s: the pod was ejected before the freeze (%d calls to it failed before)", mode, failedBefore)
+			} else {
+				t.Errorf("%s: no call reached the frozen pod %s after the freeze", mode, l.frozen)
+				continue
+			}
 		}
 		if mode == "dns-refresh" {
 			// Untuned: nothing ejects it, it keeps getting about a fifth of the calls.
