@@ -11,7 +11,13 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 IMAGE ?= spread:dev
 CONTAINER_BUILD ?= docker build
 
-.PHONY: all build image static-binary test test-stress vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot node-deps interop-test
+# Fuzz targets run by `make fuzz` (part of `make test`): package:FuzzName, each for FUZZTIME.
+FUZZ_TARGETS := ./internal/frontend:FuzzParseCallQuery ./internal/demo:FuzzParseQuery \
+	./resolver/kubernetes:FuzzParseTarget ./resolver/dnsrefresh:FuzzParseTarget \
+	./internal/xds:FuzzParseServiceConfig ./internal/xds:FuzzBootstrap
+FUZZTIME ?= 10s
+
+.PHONY: fuzz all build image static-binary test test-stress vet fmt-check tidy-check generate generate-check tools kube-assets browser-deps browser-test screenshot node-deps interop-test
 
 # Test control plane (etcd, kube-apiserver, kube-controller-manager) built from
 # hack/kube; the version must match k8s.io/kubernetes in hack/kube/go.mod.
@@ -59,6 +65,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# Each fuzz target for FUZZTIME (seed corpora in each package's testdata/fuzz; a failing
+# input is written there too: commit it with the fix). The seeds also run in plain go test.
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; done
+
 # Builds once (~10 min cold), then a no-op while the versioned folder holds the binaries.
 kube-assets:
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) hack/kube/build.sh
@@ -86,7 +99,7 @@ static-binary:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(CACHE)/spread-static ./cmd/spread
 
 # Everything: static checks, the control plane and the browser the tests need, then every test.
-test: fmt-check vet tidy-check generate-check kube-assets browser-deps node-deps static-binary
+test: fmt-check vet tidy-check generate-check kube-assets browser-deps node-deps static-binary fuzz
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # The whole suite under CPU contention: two bounded busy loops (always killed) hog the CPUs

@@ -18,6 +18,7 @@ import (
 
 func runBackend(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("backend", e)
+	setUsage(fs, e, backendUsage)
 	var cfg backend.Config
 	addr := fs.String("addr", ":50051", "gRPC listen address")
 	adminAddr := fs.String("admin-addr", ":9090", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)

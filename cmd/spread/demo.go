@@ -11,6 +11,7 @@ import (
 
 func runDemo(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("demo", e)
+	setUsage(fs, e, demoUsage)
 	var cfg demo.Config
 	// The cluster's defaults are the library's, declared once there; only the xDS address
 	// differs: the command serves on the well-known port, the library on a free one.

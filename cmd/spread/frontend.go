@@ -84,6 +84,7 @@ func parseMode(v string) (frontend.Mode, error) {
 
 func runFrontend(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("frontend", e)
+	setUsage(fs, e, frontendUsage)
 	addr := fs.String("addr", ":8081", "HTTP listen address")
 	adminAddr := fs.String("admin-addr", ":9091", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
 	var cfg frontend.Config

@@ -21,6 +21,7 @@ func runXDS(ctx context.Context, args []string, e *env) error {
 		return runXDSStatus(ctx, args[1:], e)
 	}
 	fs := newFlagSet("xds", e)
+	setUsage(fs, e, xdsUsage)
 	cfg := xdscmd.DefaultConfig()
 	cfg.RegisterFlags(fs)
 	newLog := logFlags(fs, e)
