@@ -104,7 +104,7 @@ test: fmt-check vet tidy-check generate-check kube-assets browser-deps node-deps
 
 # The whole suite under CPU contention: two bounded busy loops (always killed) hog the CPUs
 # while `go test -race -count=1 ./...` runs, then the same with -cpu 1,2 (hack/test-stress.sh).
-# A timing assertion that only holds on an idle machine fails here. Takes about 3x `make test`.
+# A timing assertion that only holds on an idle machine fails here. Takes several times `make test`.
 test-stress: kube-assets browser-deps node-deps
 	SPREAD_KUBE_ASSETS=$(SPREAD_KUBE_ASSETS) SPREAD_REQUIRE_KUBE=1 GO=$(GO) hack/test-stress.sh
 
