@@ -3,6 +3,7 @@ package compare
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +62,18 @@ func get(t *testing.T, rep *Report, sc, mode string) Result {
 	return r
 }
 
+// spreadOf is the busiest pod's count over the least busy one's.
+func spreadOf(pods map[string]int) float64 {
+	lo, hi := math.MaxInt, 0
+	for _, n := range pods {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	if lo == 0 {
+		return math.Inf(1)
+	}
+	return float64(hi) / float64(lo)
+}
+
 // refused counts r's failed calls other than those that outlasted their deadline (and
 // those dropped at the in-flight limit): the failures a busy machine does not explain.
 func refused(r Result) int { return r.Report.Failed - r.Report.Errors[codes.DeadlineExceeded.String()] }
@@ -82,12 +95,16 @@ func TestScenarioClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ClusterIP: one connection through the VIP, every call on one pod.
-	if r := get(t, rep, "steady", "clusterip"); len(r.Report.Pods) != 1 || r.Report.OK != r.Report.Scheduled {
-		t.Errorf("clusterip steady: pods %v, %d of %d ok; want every call on one pod", r.Report.Pods, r.Report.OK, r.Report.Scheduled)
+	// ClusterIP: one connection through the VIP, every call on one pod (calls that outlast
+	// their deadline on a starved machine are load, not balance).
+	if r := get(t, rep, "steady", "clusterip"); len(r.Report.Pods) != 1 || refused(r) != 0 {
+		t.Errorf("clusterip steady: pods %v, %d of %d ok (%v); want every call on one pod", r.Report.Pods, r.Report.OK, r.Report.Scheduled, r.Report.Errors)
 	}
-	if r := get(t, rep, "steady", "headless"); len(r.Report.Pods) != 5 || r.MaxMin > 1.5 {
-		t.Errorf("headless steady: pods %v, balance %v; want 5 pods evenly", r.Report.Pods, r.MaxMin)
+	// Headless round_robin: every pod answers about as often, over the whole run (the last
+	// quarter's MaxMin, reported by spread compare, has too few calls per pod to assert on a
+	// busy machine: one pod without an answer there makes it infinite).
+	if r := get(t, rep, "steady", "headless"); len(r.Report.Pods) != 5 || spreadOf(r.Report.Pods) > 1.5 {
+		t.Errorf("headless steady: pods %v (last-quarter balance %v); want 5 pods evenly", r.Report.Pods, r.MaxMin)
 	}
 	// Plain headless never reaches pods added later (within the run: 4.5 s after the scale-up).
 	if r := get(t, rep, "scale-up", "headless"); r.NewPods != 3 || r.NewPodsReached != 0 {
