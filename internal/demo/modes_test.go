@@ -1,8 +1,11 @@
 package demo
 
 import (
+	"context"
 	"errors"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/spread-grpc/spread/internal/frontend"
 )
@@ -50,5 +53,40 @@ func TestModeNeedsCluster(t *testing.T) {
 		if m.Name == "headless-mca" {
 			t.Error("all modes on a cluster without MaxConnectionAge include headless-mca")
 		}
+	}
+}
+
+// With the xDS control plane disabled (demo --xds-addr -), the xds modes are left out of
+// the default modes instead of failing the demo; asked for by name, they say why.
+func TestXDSDisabledDropsXDSModes(t *testing.T) {
+	c, err := StartCluster(ClusterConfig{Replicas: 1, PodPort: 0, FirstPodIP: netip.MustParseAddr("127.0.49.11"),
+		VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	if c.XDSAddr() != "" {
+		t.Fatalf("XDSAddr %q with --xds-addr -", c.XDSAddr())
+	}
+	ms, err := BuildModes(c, ModeOptions{})
+	if err != nil {
+		t.Fatalf("default modes without the xDS control plane: %v", err)
+	}
+	if len(ms) == 0 {
+		t.Fatal("no modes")
+	}
+	for _, m := range ms {
+		if m.Name == "xds" || m.Name == "xds-tuned" {
+			t.Errorf("mode %s offered with the xDS control plane disabled", m.Name)
+		}
+	}
+	if _, err := BuildModes(c, ModeOptions{}, "xds"); !errors.Is(err, ErrClusterLacks) {
+		t.Errorf("xds by name without the control plane: %v, want ErrClusterLacks", err)
 	}
 }

@@ -115,7 +115,7 @@ func buildXDSTunedMode(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
 
 func xdsMode(c *Cluster, key endpoint.Key) (frontend.Mode, error) {
 	if c.XDSAddr() == "" {
-		return frontend.Mode{}, fmt.Errorf("the xDS control plane is disabled")
+		return frontend.Mode{}, fmt.Errorf("the xDS control plane is disabled (demo --xds-addr -): %w", ErrClusterLacks)
 	}
 	// No zone in the node: the client gets every zone's endpoints at one priority.
 	bs, err := controlplane.Bootstrap(controlplane.BootstrapConfig{ServerURI: c.XDSAddr(), NodeID: "fe-demo"})
