@@ -18,6 +18,7 @@ import (
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
+	"github.com/spread-grpc/spread/resolver/dnsrefresh"
 	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
 
@@ -119,6 +120,13 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	cfg.Modes = modes.modes
+	// An xds:/// mode without a bootstrap could never make a call (grpc-go reads it from the
+	// environment only): refuse to start rather than serve a mode that always fails.
+	for _, m := range cfg.Modes {
+		if strings.HasPrefix(m.Target, "xds:") && e.getenv("GRPC_XDS_BOOTSTRAP") == "" && e.getenv("GRPC_XDS_BOOTSTRAP_CONFIG") == "" {
+			return usageError{fmt.Errorf("--mode %s=%s: xds:/// needs a bootstrap: set GRPC_XDS_BOOTSTRAP (a file, see spread xds bootstrap) or GRPC_XDS_BOOTSTRAP_CONFIG (its JSON)", m.Name, m.Target)}
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if *tlsCA == "" && *tlsCert != "" {
@@ -155,6 +163,20 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 			defer kb.Close()
 		}
 		cfg.Modes[i].Resolvers = append(cfg.Modes[i].Resolvers, kb)
+	}
+	// dns+refresh:/// modes share one dnsrefresh Builder; it sends no service config, so the
+	// mode's lb policy applies.
+	var db *dnsrefresh.Builder
+	for i := range cfg.Modes {
+		if !strings.HasPrefix(cfg.Modes[i].Target, dnsrefresh.Scheme+":") {
+			continue
+		}
+		if db == nil {
+			if db, err = dnsrefresh.NewBuilder(dnsrefresh.WithServiceConfig(""), dnsrefresh.WithLogger(log), dnsrefresh.WithRegisterer(reg)); err != nil {
+				return err
+			}
+		}
+		cfg.Modes[i].Resolvers = append(cfg.Modes[i].Resolvers, db)
 	}
 	fe, err := frontend.New(cfg, frontend.WithLogger(log), frontend.WithRegisterer(reg))
 	if err != nil {

@@ -103,7 +103,7 @@ func TestSIGTERM(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildSpread(t)
-	fe, adminFE, adminBE, adminDemo := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
+	fe, adminFE, adminBE, adminDemo, adminDemo2 := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -111,9 +111,11 @@ func TestSIGTERM(t *testing.T) {
 	}{
 		{"demo", []string{"demo", "--first-pod-ip=127.0.21.1", "--pod-port=0", "--vip=127.96.0.10:0", "--dns-addr=127.0.0.1:0", "--xds-addr=127.0.0.1:0",
 			"--frontend-addr=" + fe, "--admin-addr=" + adminDemo, "--grace=5s"}, "http://" + adminDemo + "/readyz"},
+		{"demo-no-xds", []string{"demo", "--first-pod-ip=127.0.23.1", "--pod-port=0", "--vip=127.96.0.10:0", "--dns-addr=127.0.0.1:0", "--xds-addr=-",
+			"--frontend-addr=127.0.0.1:0", "--admin-addr=" + adminDemo2, "--grace=5s"}, "http://" + adminDemo2 + "/readyz"},
 		{"backend", []string{"backend", "--addr=127.0.22.1:0", "--admin-addr=" + adminBE, "--grace=5s"}, "http://" + adminBE + "/readyz"},
 		{"frontend", []string{"frontend", "--addr=127.0.0.1:0", "--admin-addr=" + adminFE, "--grace=5s",
-			"--mode=headless=dns:///be-srv-lb.default.svc.cluster.local:50051"}, "http://" + adminFE + "/readyz"},
+			"--mode=headless=dns:///be-srv-lb.default.svc.cluster.local:50051", "--mode=refresh=dns+refresh:///be-srv-lb.default.svc.cluster.local:50051"}, "http://" + adminFE + "/readyz"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
