@@ -191,6 +191,9 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	n := 1
 	srv := admin.NewHTTPServer(fe.Handler(), admin.LimitsFor(cfg.RequestTimeout))
 	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
+	// Requests still running at half the grace are cut and answer with what they have, so
+	// Shutdown ends cleanly instead of closing their connections with no answer.
+	srv.RegisterOnShutdown(func() { time.AfterFunc(*grace/2, fe.Interrupt) })
 	go func() { errc <- admin.ServeHTTP(ctx, srv, lis, *grace, log) }()
 	if *adminAddr != "-" {
 		alis, err := net.Listen("tcp", *adminAddr)

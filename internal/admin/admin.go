@@ -116,14 +116,17 @@ func ServeHTTP(ctx context.Context, srv *http.Server, lis net.Listener, grace ti
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// An unclean shutdown (connections cut after grace) is an error, not exit 0.
+	var unclean error
 	if err := srv.Shutdown(sctx); err != nil {
 		if log != nil {
 			log.Warn("http shutdown not clean, closing", "addr", lis.Addr().String(), "err", err)
 		}
 		srv.Close()
+		unclean = fmt.Errorf("http %s: shutdown not clean within %v: %w", lis.Addr(), grace, err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http %s: %w", lis.Addr(), err)
 	}
-	return nil
+	return unclean
 }

@@ -135,3 +135,43 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Errorf("LimitsFor(1m).WriteTimeout = %v, want more than the work", l.WriteTimeout)
 	}
 }
+
+// TestUncleanShutdownIsAnError: a request still running when the grace ends is cut, and
+// ServeHTTP says so (the command's exit code is then not 0).
+func TestUncleanShutdownIsAnError(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	srv := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+	}), DefaultLimits())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeHTTP(ctx, srv, lis, 100*time.Millisecond, nil) }()
+	reqDone := make(chan struct{})
+	go func() {
+		defer close(reqDone)
+		if resp, err := http.Get("http://" + lis.Addr().String() + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("request never reached the handler")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("ServeHTTP returned nil after cutting a running request")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeHTTP did not return")
+	}
+	<-reqDone
+}

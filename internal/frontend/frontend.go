@@ -176,8 +176,18 @@ type Frontend struct {
 	mux     *http.ServeMux
 	dash    *dashboard.Dashboard
 
-	closeOnce sync.Once
+	closeOnce     sync.Once
+	interrupt     chan struct{} // closed by Interrupt
+	interruptOnce sync.Once
 }
+
+// ErrInterrupted is the cause of a request's context when Interrupt cuts it.
+var ErrInterrupted = errors.New("frontend: request interrupted by shutdown")
+
+// Interrupt cuts the calls of every request in flight: each still answers, with what it got
+// so far, its cut calls as errors and "interrupted": true. Call it during shutdown, before
+// the server's grace runs out (an http.Server cut by Close sends no answer at all).
+func (f *Frontend) Interrupt() { f.interruptOnce.Do(func() { close(f.interrupt) }) }
 
 type mode struct {
 	Mode
@@ -212,7 +222,7 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 		return nil, err
 	}
 	win := dashboard.NewWindow(dashboard.DefaultWindow, nil)
-	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: append(slices.Clone(o.observers), win)}
+	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: append(slices.Clone(o.observers), win), interrupt: make(chan struct{})}
 	dopts := []dashboard.Option{dashboard.WithLogger(o.log)}
 	if o.controls != nil {
 		dopts = append(dopts, dashboard.WithCluster(o.cluster, o.controls))

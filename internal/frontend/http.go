@@ -131,6 +131,8 @@ type Result struct {
 	// Resumes counts how often a stream was re-opened (stream-age ends and breaks).
 	Resumes   int     `json:"resumes,omitempty"`
 	ElapsedMS float64 `json:"elapsed_ms"`
+	// Interrupted says the frontend's shutdown cut the request: the counts are partial.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 func (r *Result) add(i int, reply *echo.EchoReply, err error) {
@@ -186,9 +188,19 @@ func (f *Frontend) serveCall(w http.ResponseWriter, r *http.Request, name string
 		httpjson.Write(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "allowed": allowedParams})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), f.cfg.RequestTimeout)
+	cctx, cut := context.WithCancelCause(r.Context())
+	defer cut(nil)
+	go func() { // ends with the request (cut(nil) above)
+		select {
+		case <-f.interrupt:
+			cut(ErrInterrupted)
+		case <-cctx.Done():
+		}
+	}()
+	ctx, cancel := context.WithTimeout(cctx, f.cfg.RequestTimeout)
 	defer cancel()
 	res := f.Call(ctx, m, p)
+	res.Interrupted = errors.Is(context.Cause(cctx), ErrInterrupted)
 	httpjson.Write(w, http.StatusOK, res)
 }
 
