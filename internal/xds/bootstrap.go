@@ -112,6 +112,13 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 // checkServerURI accepts host:port, or a gRPC target URI whose endpoint is host:port (the
 // server_uri of gRFC A27 is a target, e.g. dns://10.0.0.10:53/xds.example:18000).
 func checkServerURI(u string) error {
+	// A target is ASCII (DNS names are, IDNs as punycode): anything else, invalid UTF-8
+	// among it, could not be written into the bootstrap as given.
+	for i := 0; i < len(u); i++ {
+		if u[i] <= ' ' || u[i] >= 0x7f {
+			return fmt.Errorf("%q: want printable ASCII (an IP address or a DNS name and a port)", u)
+		}
+	}
 	hp := u
 	if _, rest, ok := strings.Cut(u, "://"); ok {
 		_, ep, ok := strings.Cut(rest, "/")

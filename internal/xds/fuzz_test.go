@@ -27,7 +27,7 @@ func FuzzParseServiceConfig(f *testing.F) {
 
 // FuzzBootstrap: the bootstrap flags give an error or JSON naming the server given.
 func FuzzBootstrap(f *testing.F) {
-	for _, s := range []string{"spread-xds.spread-system.svc:18000", "127.0.0.1:18000", "[::1]:18000", "host:99999", "a b:1", ":18000", "nohost", "host:0"} {
+	for _, s := range []string{"spread-xds.spread-system.svc:18000", "127.0.0.1:18000", "[::1]:18000", "host:99999", "a b:1", ":18000", "nohost", "host:0", "\x80:1", "dns:///h\xffx:1"} {
 		f.Add(s, "node", "zone-a", "")
 	}
 	f.Add("x:1", "", "", "/ca.pem")
