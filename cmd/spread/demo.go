@@ -30,6 +30,10 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.Cluster.RestartDelay, "restart-delay", cfg.Cluster.RestartDelay, "how long a killed pod takes to restart")
 	fs.DurationVar(&cfg.Cluster.MaxConnectionAge, "max-connection-age", 0, "every pod's server-side MaxConnectionAge (adds the headless-mca mode); 0 = never")
 	fs.DurationVar(&cfg.Cluster.MaxStreamAge, "max-stream-age", 0, "end every pod's streams after this age (±10%) so resuming clients re-balance; 0 = never")
+	fs.DurationVar(&cfg.Cluster.FairShareInterval, "fair-share-interval", 0, "pods shed client connections above their fair share in rounds this long (as spread backend --fair-share-*; try with --clusterip-clients 40, then scale up); 0 = off")
+	fs.IntVar(&cfg.Clients.N, "clusterip-clients", 0, fmt.Sprintf("run this many separate ClusterIP clients, one long-lived connection each through the VIP (0 to %d); the dashboard's pod table shows their connections per pod", demo.MaxClusterIPClients))
+	fs.Float64Var(&cfg.Clients.Rate, "clusterip-client-rate", demo.DefaultClusterIPRate, fmt.Sprintf("calls per second of each --clusterip-clients client (at most %v)", demo.MaxClusterIPClientRate))
+	fs.DurationVar(&cfg.Clients.For, "clusterip-clients-for", demo.DefaultClusterIPFor, fmt.Sprintf("how long the --clusterip-clients run, then stop (at most %v)", demo.MaxClusterIPClientsFor))
 	fs.BoolVar(&cfg.ModeOptions.Tuned, "tuned", false, "give every mode the tuned client settings (keepalive, health checks, outlier detection, call deadline)")
 	fs.DurationVar(&cfg.ModeOptions.DNSRefreshInterval, "dns-refresh-interval", 5*time.Second, "interval of the dns-refresh mode's resolver")
 	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", "127.0.0.1:8081", "frontend HTTP address")
@@ -52,6 +56,9 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 		return usageError{fmt.Errorf("--grace and --pod-grace must be positive, --dns-ttl not negative")}
 	}
 	if err := cfg.Cluster.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := cfg.Clients.Validate(); err != nil {
 		return usageError{err}
 	}
 	log, err := newLog()

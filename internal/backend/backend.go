@@ -257,6 +257,19 @@ type grpcServer interface {
 // FairShare returns the fair-share server (for its admin handler), or nil when off.
 func (s *Server) FairShare() *fairshare.Server { return s.fair }
 
+// Conns returns the client connections the backend holds now: with WithFairShare the ones
+// it counts toward its share (not those shed or turned away that still drain), else every
+// open one.
+func (s *Server) Conns() int {
+	if s.fair != nil {
+		return s.fair.Conns()
+	}
+	return int(s.metrics.conns.Load())
+}
+
+// Served returns the calls the backend has answered (any status) since it was built.
+func (s *Server) Served() uint64 { return s.metrics.served.Load() }
+
 // Pod returns the backend's identity.
 func (s *Server) Pod() string { return s.cfg.Pod }
 

@@ -17,6 +17,9 @@ type metrics struct {
 	// streamAgeEnds counts streams ended by MaxStreamAge.
 	streamAgeEnds prometheus.Counter
 	known         atomic.Pointer[map[string]bool]
+	// conns is the connections open now; served the calls ended (for Server.Conns/Served).
+	conns  atomic.Int64
+	served atomic.Uint64
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -109,6 +112,7 @@ func (m *metrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	if !ok {
 		return
 	}
+	m.served.Add(1)
 	if c, ok := ctx.Value(callKey{}).(*call); ok && !c.counted.Load() {
 		m.calls.WithLabelValues(c.method, status.Code(end.Error).String()).Inc()
 	}
@@ -116,4 +120,11 @@ func (m *metrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
 
 func (m *metrics) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 
-func (m *metrics) HandleConn(context.Context, stats.ConnStats) {}
+func (m *metrics) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnBegin:
+		m.conns.Add(1)
+	case *stats.ConnEnd:
+		m.conns.Add(-1)
+	}
+}

@@ -62,6 +62,10 @@ type PodState struct {
 	Address string    `json:"address,omitempty"`
 	Zone    string    `json:"zone,omitempty"`
 	Created time.Time `json:"created"`
+	// Conns is the client connections the pod holds now (every client's, not only this
+	// frontend's); CallsServed the calls it answered since it last started.
+	Conns       int    `json:"conns"`
+	CallsServed uint64 `json:"calls_served"`
 }
 
 // Cluster is a cluster whose pods the dashboard shows (the demo's).

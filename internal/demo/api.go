@@ -57,7 +57,7 @@ func (c *Cluster) PodStates() []dashboard.PodState {
 	out := make([]dashboard.PodState, len(st))
 	for i, p := range st {
 		out[i] = dashboard.PodState{Name: p.Name, Phase: string(p.Phase), Frozen: p.Frozen, Delay: p.Delay,
-			Address: p.Address, Zone: p.Zone, Created: p.Created}
+			Address: p.Address, Zone: p.Zone, Created: p.Created, Conns: p.Conns, CallsServed: p.CallsServed}
 	}
 	return out
 }

@@ -254,6 +254,10 @@ type PodStatus struct {
 	Delay      string    `json:"delay,omitempty"`
 	Restarts   int       `json:"restarts"`
 	Created    time.Time `json:"created"`
+	// Conns is the client connections the pod holds now (with fair share, those it counts
+	// toward its share); CallsServed the calls it answered since it last started.
+	Conns       int    `json:"conns"`
+	CallsServed uint64 `json:"calls_served"`
 }
 
 func (p *Pod) endpoint() endpoint.Endpoint {
@@ -268,6 +272,9 @@ func (p *Pod) status() PodStatus {
 		Zone: p.Zone, Node: p.Node, Phase: p.phase, Frozen: p.frz.Frozen(), Restarts: p.restarts, Created: p.Created}
 	if p.delay > 0 {
 		s.Delay = p.delay.String()
+	}
+	if p.srv != nil {
+		s.Conns, s.CallsServed = p.srv.Conns(), p.srv.Served()
 	}
 	return s
 }
@@ -577,16 +584,19 @@ func (c *Cluster) fairSharePeers(context.Context) ([]fairshare.Peer, error) {
 	return out, nil
 }
 
-// PodConns returns the client connections each pod holds, when pods run with fair share
-// (FairShareInterval), else nil.
+// PodConns returns the client connections each pod holds now, by pod name (a pod restarting
+// holds none). With fair share (FairShareInterval) a pod counts those it keeps toward its
+// share, not the shed ones still draining.
 func (c *Cluster) PodConns() map[string]int {
-	if c.cfg.FairShareInterval <= 0 {
-		return nil
-	}
-	peers, _ := c.fairSharePeers(context.Background())
-	out := make(map[string]int, len(peers))
-	for _, p := range peers {
-		out[p.Name] = p.Conns
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.pods))
+	for _, p := range c.pods {
+		if p.srv != nil {
+			out[p.Name] = p.srv.Conns()
+		} else {
+			out[p.Name] = 0
+		}
 	}
 	return out
 }

@@ -38,6 +38,9 @@ type Config struct {
 	// TLS turns on mTLS between the frontend and every pod, with an ephemeral CA and
 	// certificates written to a temporary folder that Stop removes.
 	TLS bool
+	// Clients, if N > 0, runs that many ClusterIP clients (one connection each through the
+	// VIP), the clients a fair-share cluster balances.
+	Clients ClientsConfig
 }
 
 // Demo is a running demo.
@@ -46,6 +49,9 @@ type Demo struct {
 	Frontend *frontend.Frontend
 	// FrontendURL and AdminURL are the bound HTTP addresses, as URLs.
 	FrontendURL, AdminURL string
+
+	// Clients are the ClusterIP clients of Config.Clients (nil without).
+	Clients *ClusterIPClients
 
 	cfg    Config
 	log    *slog.Logger
@@ -101,6 +107,9 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
+	if err := cfg.Clients.Validate(); err != nil {
+		return nil, err
+	}
 	var undo []func()
 	fail := func(err error) (*Demo, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -150,6 +159,13 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	if err != nil {
 		return fail(err)
 	}
+	var clients *ClusterIPClients
+	if cfg.Clients.N > 0 {
+		if clients, err = StartClusterIPClients(cluster, cfg.Clients, creds); err != nil {
+			return fail(err)
+		}
+		undo = append(undo, func() { clients.Close() })
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes, Creds: creds},
@@ -166,7 +182,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		g.Allow(adminLis.Addr())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Demo{Cluster: cluster, Frontend: fe, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
+	d := &Demo{Cluster: cluster, Frontend: fe, Clients: clients, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
 		FrontendURL: "http://" + feLis.Addr().String()}
 	if cfg.TLS {
 		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
@@ -201,6 +217,9 @@ func (d *Demo) Stop() error {
 		errs = append(errs, <-d.errc)
 	}
 	errs = append(errs, d.Frontend.Close())
+	if d.Clients != nil {
+		errs = append(errs, d.Clients.Close())
+	}
 	errs = append(errs, d.Cluster.Stop(ctx))
 	if d.tlsDir != "" {
 		errs = append(errs, os.RemoveAll(d.tlsDir))
@@ -239,6 +258,12 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
 	if c.XDSAddr() != "" {
 		fmt.Fprintf(out, "  xDS control plane %s (xds:///%s, or xds:///%s.%s:%d for non-Go clients)\n", c.XDSAddr(), xdsKey, xdsKey.Service, xdsKey.Namespace, c.Port())
+	}
+	if d.Clients != nil {
+		fmt.Fprintf(out, "  clients          %d ClusterIP clients, one connection each through the VIP\n", d.cfg.Clients.N)
+	}
+	if iv := c.Config().FairShareInterval; iv > 0 {
+		fmt.Fprintf(out, "  fair share       pods shed connections above their fair share every %v (see the dashboard's pod table)\n", iv)
 	}
 	fmt.Fprintf(out, "  frontend         %s\n", d.FrontendURL)
 	if d.tlsDir != "" {

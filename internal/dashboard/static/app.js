@@ -241,10 +241,24 @@
         actions.append(b);
       }
       tr.append(el('td', 'name', pod.name), el('td', 'state', state.join(', ')),
-        el('td', '', pod.address || ''), el('td', '', pod.zone || ''), actions);
+        el('td', '', pod.address || ''), el('td', '', pod.zone || ''),
+        el('td', 'conns', ''), el('td', 'served', ''), actions);
       return tr;
     });
     tbody.replaceChildren(...rows);
+  }
+
+  // The counts change every event: set them in place (the rows are rebuilt only on changes
+  // of the pods themselves).
+  function renderPodCounts(cluster) {
+    const byName = new Map(cluster.pods.map((p) => [p.name, p]));
+    for (const tr of $('pods').tBodies[0].rows) {
+      const pod = byName.get(tr.dataset.pod);
+      if (!pod) continue;
+      tr.dataset.conns = String(pod.conns || 0);
+      tr.querySelector('.conns').textContent = String(pod.conns || 0);
+      tr.querySelector('.served').textContent = String(pod.calls_served || 0);
+    }
   }
 
   let podsKey = '';
@@ -272,6 +286,7 @@
       // Rebuild the pod table only when it changed, so a button is not replaced under the pointer.
       const key = JSON.stringify(st.cluster.pods.map((p) => [p.name, p.phase, p.frozen, p.delay]));
       if (key !== podsKey) { podsKey = key; renderPods(st.cluster); }
+      renderPodCounts(st.cluster);
     }
     document.body.dataset.ready = '1';
   }
