@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -19,6 +20,10 @@ import (
 	"github.com/spread-grpc/spread/endpointslice"
 	"github.com/spread-grpc/spread/fairshare"
 )
+
+// fairSharePeerClient, if set, is the HTTP client backends ask their peers with (tests map the
+// EndpointSlices' 192.0.2.x addresses to loopback with it); nil is fairshare's default.
+var fairSharePeerClient *http.Client
 
 // fairShareConfig is spread backend's --fair-share-* flags.
 type fairShareConfig struct {
@@ -92,7 +97,7 @@ func (c *fairShareConfig) options(ctx context.Context, adminAddr string, log *sl
 	if err != nil {
 		return nil, nil, err
 	}
-	peers, err := fairshare.NewHTTPPeers(port, nil)
+	peers, err := fairshare.NewHTTPPeers(port, fairSharePeerClient)
 	if err != nil {
 		return nil, nil, err
 	}
