@@ -31,6 +31,7 @@ import (
 
 	"github.com/spread-grpc/spread/internal/backend"
 	"github.com/spread-grpc/spread/internal/certgen"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/kubetest"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
@@ -395,7 +396,7 @@ func testMode(t *testing.T, c *cluster, ns, certs, name string) {
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	var rb resolver.Builder
-	policy := frontend.RoundRobin
+	policy := connect.RoundRobin
 	switch name {
 	case "kube":
 		kb, err := kuberesolver.NewBuilder(kuberesolver.WithRESTConfig(identity("spread-frontend")), kuberesolver.WithLogger(quiet))
@@ -410,7 +411,7 @@ func testMode(t *testing.T, c *cluster, ns, certs, name string) {
 	}
 	pods := newFakePods(t, certs)
 	pods.sync(c.readyPods(t, ns, "app=be", 5))
-	fr, err := frontend.New(frontend.Config{Name: "fe-test", Creds: credentials.NewTLS(tc), Modes: []frontend.Mode{{
+	fr, err := frontend.New(frontend.Config{Name: "fe-test", Creds: credentials.NewTLS(tc), Modes: []connect.Mode{{
 		Name: name, Target: target, Policy: policy,
 		Resolvers: []resolver.Builder{rb}, DialOptions: []grpc.DialOption{grpc.WithContextDialer(pods.dial)},
 	}}})

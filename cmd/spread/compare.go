@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/spread-grpc/spread/internal/compare"
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 func runCompare(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("compare", e)
-	modes := fs.String("modes", "", "comma-separated modes to compare (default: every registered mode, plus nginx-l7 when nginx is installed)")
+	modeList := fs.String("modes", "", "comma-separated modes to compare (default: every registered mode, plus nginx-l7 when nginx is installed)")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios (default: all: "+strings.Join(compare.ScenarioNames(), ", ")+")")
 	quick := fs.Bool("quick", false, "the quick preset: 6 s runs at 100 calls/s, dns-refresh every 2 s (well under a minute)")
 	rate := fs.Float64("rate", 100, "offered calls/s of each run")
@@ -53,9 +53,9 @@ func runCompare(ctx context.Context, args []string, e *env) error {
 	nginx, haveNginx := compare.NginxContender()
 	var cs []compare.Contender
 	var notes []string
-	names := splitList(*modes)
+	names := splitList(*modeList)
 	if len(names) == 0 {
-		names = demo.ModeNames()
+		names = modes.Names()
 		if haveNginx {
 			names = append(names, compare.NginxName)
 		} else {
@@ -94,7 +94,7 @@ func runCompare(ctx context.Context, args []string, e *env) error {
 		scs = compare.Scenarios()
 	}
 	cfg := compare.Config{Contenders: cs, Scenarios: scs, Rate: *rate, Duration: *duration, EventAt: *eventAt,
-		CallTimeout: *callTimeout, Parallel: *parallel, ModeOptions: demo.ModeOptions{DNSRefreshInterval: *refresh}}
+		CallTimeout: *callTimeout, Parallel: *parallel, ModeOptions: modes.Options{DNSRefreshInterval: *refresh}}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}

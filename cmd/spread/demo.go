@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/demo"
 )
 
@@ -15,9 +16,9 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	var cfg demo.Config
 	// The cluster's defaults are the library's, declared once there; only the xDS address
 	// differs: the command serves on the well-known port, the library on a free one.
-	cfg.Cluster = demo.DefaultClusterConfig()
+	cfg.Cluster = cluster.DefaultConfig()
 	cfg.Cluster.XDSAddr = "127.0.0.1:18000"
-	fs.IntVar(&cfg.Cluster.Replicas, "replicas", cfg.Cluster.Replicas, fmt.Sprintf("backend pods, 1 to %d", demo.MaxReplicas))
+	fs.IntVar(&cfg.Cluster.Replicas, "replicas", cfg.Cluster.Replicas, fmt.Sprintf("backend pods, 1 to %d", cluster.MaxReplicas))
 	firstIP := fs.String("first-pod-ip", cfg.Cluster.FirstPodIP.String(), "first pod's address; pod i listens on first+i (loopback only)")
 	fs.IntVar(&cfg.Cluster.PodPort, "pod-port", cfg.Cluster.PodPort, "gRPC port of every pod and of the Services (0 picks a free one)")
 	fs.StringVar(&cfg.Cluster.VIP, "vip", cfg.Cluster.VIP, "ClusterIP VIP ip:port (default 127.96.0.10:<pod-port>)")
@@ -49,8 +50,8 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 		return usageError{fmt.Errorf("--first-pod-ip %q: %v", *firstIP, err)}
 	}
 	cfg.Cluster.FirstPodIP = ip
-	if cfg.Cluster.Replicas < 1 || cfg.Cluster.Replicas > demo.MaxReplicas {
-		return usageError{fmt.Errorf("--replicas %d: want 1 to %d", cfg.Cluster.Replicas, demo.MaxReplicas)}
+	if cfg.Cluster.Replicas < 1 || cfg.Cluster.Replicas > cluster.MaxReplicas {
+		return usageError{fmt.Errorf("--replicas %d: want 1 to %d", cfg.Cluster.Replicas, cluster.MaxReplicas)}
 	}
 	if cfg.Grace <= 0 || cfg.Cluster.Grace <= 0 || cfg.Cluster.DNSTTL < 0 {
 		return usageError{fmt.Errorf("--grace and --pod-grace must be positive, --dns-ttl not negative")}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/flagalias"
 )
 
@@ -115,9 +115,9 @@ func TestDeprecatedAliasesShareTheirDefault(t *testing.T) {
 }
 
 // TestDemoFlagDefaultsAreTheLibrarys fails when a `spread demo` flag declares a cluster
-// default of its own instead of showing demo.DefaultClusterConfig's.
+// default of its own instead of showing cluster.DefaultConfig's.
 func TestDemoFlagDefaultsAreTheLibrarys(t *testing.T) {
-	d := demo.DefaultClusterConfig()
+	d := cluster.DefaultConfig()
 	flags := flagsOf(t, []string{"demo"})
 	for name, want := range map[string]string{
 		"replicas":      strconv.Itoa(d.Replicas),

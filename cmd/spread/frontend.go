@@ -16,6 +16,7 @@ import (
 	_ "google.golang.org/grpc/xds" // the xds:/// resolver for xds modes (bootstrap from $GRPC_XDS_BOOTSTRAP)
 
 	"github.com/spread-grpc/spread/internal/admin"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
@@ -24,7 +25,7 @@ import (
 
 // modeFlags collects repeated --mode NAME=TARGET[,lb=POLICY][,health=true] flags.
 type modeFlags struct {
-	modes []frontend.Mode
+	modes []connect.Mode
 	set   bool
 }
 
@@ -50,21 +51,21 @@ func (m *modeFlags) Set(v string) error {
 
 // parseMode parses NAME=TARGET[,lb=POLICY][,health=BOOL]. Without lb, "clusterip" uses
 // pick_first (one connection, like the sample's plain Dial) and every other mode round_robin.
-func parseMode(v string) (frontend.Mode, error) {
+func parseMode(v string) (connect.Mode, error) {
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
-		return frontend.Mode{}, fmt.Errorf("%q: want NAME=TARGET[,lb=pick_first|round_robin][,health=true]", v)
+		return connect.Mode{}, fmt.Errorf("%q: want NAME=TARGET[,lb=pick_first|round_robin][,health=true]", v)
 	}
 	fields := strings.Split(rest, ",")
-	md := frontend.Mode{Name: name, Target: fields[0], Policy: frontend.RoundRobin}
+	md := connect.Mode{Name: name, Target: fields[0], Policy: connect.RoundRobin}
 	if name == "clusterip" {
-		md.Policy = frontend.PickFirst
+		md.Policy = connect.PickFirst
 	}
 	for _, f := range fields[1:] {
 		k, val, _ := strings.Cut(f, "=")
 		switch k {
 		case "lb":
-			if val != frontend.PickFirst && val != frontend.RoundRobin {
+			if val != connect.PickFirst && val != connect.RoundRobin {
 				return md, fmt.Errorf("%q: lb=%q: want pick_first or round_robin", v, val)
 			}
 			md.Policy = val
@@ -98,10 +99,10 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	tlsCert := fs.String("tls-cert", "", "PEM client certificate presented to the backends (mTLS; needs --tls-ca and --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for kubernetes:/// modes (default: the pod's service account)")
-	modes := &modeFlags{modes: []frontend.Mode{
-		{Name: "clusterip", Target: "dns:///be-srv.default.svc.cluster.local:50051", Policy: frontend.PickFirst,
+	modes := &modeFlags{modes: []connect.Mode{
+		{Name: "clusterip", Target: "dns:///be-srv.default.svc.cluster.local:50051", Policy: connect.PickFirst,
 			Description: "ClusterIP Service: one connection, all calls on one pod"},
-		{Name: "headless", Target: "dns:///be-srv-lb.default.svc.cluster.local:50051", Policy: frontend.RoundRobin,
+		{Name: "headless", Target: "dns:///be-srv-lb.default.svc.cluster.local:50051", Policy: connect.RoundRobin,
 			Description: "headless Service + round_robin: calls spread over every pod IP"},
 	}}
 	fs.Var(modes, "mode", "a balancing mode NAME=TARGET[,lb=pick_first|round_robin][,health=true]; repeat for more (default: the sample's clusterip and headless)")

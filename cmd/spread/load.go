@@ -25,7 +25,7 @@ import (
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/hedge"
 	"github.com/spread-grpc/spread/internal/backend"
-	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/load"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
 )
@@ -49,7 +49,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("load", e)
 	target := fs.String("target", "", "gRPC target to call directly")
 	modeURL := fs.String("url", "", "Spread frontend mode URL to call (http://host:port/call/{mode})")
-	lb := fs.String("lb", frontend.RoundRobin, "load balancing policy for --target: pick_first or round_robin")
+	lb := fs.String("lb", connect.RoundRobin, "load balancing policy for --target: pick_first or round_robin")
 	var cfg load.Config
 	fs.Float64Var(&cfg.Rate, "rate", 100, "offered calls per second (> 0)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to offer load (> 0)")
@@ -75,8 +75,8 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	if (*target == "") == (*modeURL == "") {
 		return usageError{errors.New("give exactly one of --target (a gRPC target) and --url (a frontend mode URL)")}
 	}
-	if *lb != frontend.PickFirst && *lb != frontend.RoundRobin {
-		return usageError{fmt.Errorf("--lb %q: want %s or %s", *lb, frontend.PickFirst, frontend.RoundRobin)}
+	if *lb != connect.PickFirst && *lb != connect.RoundRobin {
+		return usageError{fmt.Errorf("--lb %q: want %s or %s", *lb, connect.PickFirst, connect.RoundRobin)}
 	}
 	if *stream && *modeURL != "" {
 		return usageError{errors.New("--stream needs --target: a frontend answers each HTTP request with its own short stream")}
@@ -118,7 +118,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		if err != nil {
 			return err
 		}
-		m := frontend.Mode{Name: "load", Target: *target, Policy: *lb, Resolvers: []resolver.Builder{b}}
+		m := connect.Mode{Name: "load", Target: *target, Policy: *lb, Resolvers: []resolver.Builder{b}}
 		if hedged {
 			if m, err = hedgeLoadMode(m, *hedgeDelay, *attemptTimeout, *hedgeBudget); err != nil {
 				return usageError{err}
@@ -129,7 +129,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 			attempts.Add(1)
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}))
-		conn, err := frontend.Dial(m, nil)
+		conn, err := connect.Dial(m, nil)
 		if err != nil {
 			return usageError{fmt.Errorf("--target %q: %w", *target, err)}
 		}
@@ -268,7 +268,7 @@ func printSummary(w io.Writer, what string, r *load.Report) {
 
 // hedgeLoadMode puts m's policy under spread_hedge and hedges the echo methods (declared
 // idempotent: the echo server has no side effects).
-func hedgeLoadMode(m frontend.Mode, delay, attemptTimeout time.Duration, budget float64) (frontend.Mode, error) {
+func hedgeLoadMode(m connect.Mode, delay, attemptTimeout time.Duration, budget float64) (connect.Mode, error) {
 	hedge.RegisterBalancer()
 	p := hedge.Policy{Idempotent: true, PerAttemptTimeout: attemptTimeout, HedgeDelay: delay, AdaptiveHedge: delay > 0}
 	h, err := hedge.New(hedge.WithPolicy("echo.EchoServer", p), hedge.WithBudget(hedge.Budget{Ratio: budget, Burst: 10}))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/load"
 )
 
@@ -58,13 +58,13 @@ func TestLoadAndCompareBadInput(t *testing.T) {
 // spread load against a real cluster stops by itself, bounded by --max-calls, and its JSON
 // report counts every pod.
 func TestLoadRuns(t *testing.T) {
-	c, err := demo.StartCluster(demo.ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.71.1"), PodPort: 0,
+	c, err := cluster.Start(cluster.Config{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.71.1"), PodPort: 0,
 		VIP: "127.96.71.10:0", DNSAddr: "127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Stop(t.Context())
-	code, out := runCmd("load", "--target="+c.Target(demo.HeadlessService), "--rate=500", "--duration=5s", "--max-calls=300", "--json")
+	code, out := runCmd("load", "--target="+c.Target(cluster.HeadlessService), "--rate=500", "--duration=5s", "--max-calls=300", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -85,7 +85,7 @@ func TestLoadRuns(t *testing.T) {
 // attempt per call, and no more than the budget allows: extra ≤ 10 + 0.1 × (200 calls + the
 // reachability call), 0.1505 per call.
 func TestLoadHedged(t *testing.T) {
-	c, err := demo.StartCluster(demo.ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.72.1"), PodPort: 0,
+	c, err := cluster.Start(cluster.Config{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.72.1"), PodPort: 0,
 		VIP: "127.96.72.10:0", DNSAddr: "127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestLoadHedged(t *testing.T) {
 	if _, err := c.Slow("random", 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	code, out := runCmd("load", "--target="+c.Target(demo.HeadlessService), "--rate=100", "--duration=10s", "--max-calls=200",
+	code, out := runCmd("load", "--target="+c.Target(cluster.HeadlessService), "--rate=100", "--duration=10s", "--max-calls=200",
 		"--hedge-delay=20ms", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 // (five pods on 127.0.41.1-5:50051) with a bootstrap from xds.Bootstrap (what `spread xds
 // bootstrap` writes), by port number and by name: 100 calls over all five pods, about 20 each.
 func TestExampleAgainstDemo(t *testing.T) {
-	c, err := demo.StartCluster(demo.ClusterConfig{
+	c, err := cluster.Start(cluster.Config{
 		Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.41.1"), PodPort: 50051,
 		VIP: "127.96.0.41:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 	}, slog.New(slog.DiscardHandler))

@@ -22,9 +22,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/spread-grpc/spread/echo"
-	"github.com/spread-grpc/spread/internal/demo"
-	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/load"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 // Contender is one way of spreading calls that compare can run.
@@ -32,23 +33,23 @@ type Contender struct {
 	Name        string
 	Description string
 	// Cluster, if set, adjusts the fresh cluster's configuration for this contender.
-	Cluster func(*demo.ClusterConfig)
+	Cluster func(*cluster.Config)
 	// Connect wires a client to cluster c and returns it with a function releasing what
 	// Connect started. It must not block longer than ctx allows.
-	Connect func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error)
+	Connect func(ctx context.Context, c *cluster.Cluster, o modes.Options) (echo.EchoServerClient, func() error, error)
 }
 
 // RegistryContender turns a registered demo mode into a Contender: a mode added to the demo
 // registry (kube, xds, ...) is compared with no change here.
 func RegistryContender(name string) (Contender, error) {
-	f, err := demo.LookupMode(name)
+	f, err := modes.Lookup(name)
 	if err != nil {
 		return Contender{}, err
 	}
 	return Contender{
 		Name: f.Name, Description: f.Description, Cluster: f.Cluster,
-		Connect: func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
-			ms, err := demo.BuildModes(c, o, name)
+		Connect: func(ctx context.Context, c *cluster.Cluster, o modes.Options) (echo.EchoServerClient, func() error, error) {
+			ms, err := modes.Build(c, o, name)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -57,7 +58,7 @@ func RegistryContender(name string) (Contender, error) {
 			ac := &attemptCounter{}
 			m := ms[0]
 			m.DialOptions = append(slices.Clip(m.DialOptions), grpc.WithChainUnaryInterceptor(ac.unary))
-			conn, err := frontend.Dial(m, nil)
+			conn, err := connect.Dial(m, nil)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -89,7 +90,7 @@ type Scenario struct {
 	// Replicas is the Deployment's size at the start.
 	Replicas int
 	// Event changes the cluster (nil: nothing happens).
-	Event func(c *demo.Cluster) error
+	Event func(c *cluster.Cluster) error
 	// AddsPods marks scenarios whose new pods should start getting calls.
 	AddsPods bool
 	// Streams, if set, replaces unary calls by this many long-lived resuming streams
@@ -103,20 +104,20 @@ func Scenarios() []Scenario {
 	return []Scenario{
 		{Name: "steady", Description: "5 pods, nothing changes", Replicas: 5},
 		{Name: "scale-up", Description: "5 → 8 pods", Replicas: 5, AddsPods: true,
-			Event: func(c *demo.Cluster) error { return c.Scale(8) }},
+			Event: func(c *cluster.Cluster) error { return c.Scale(8) }},
 		{Name: "scale-down", Description: "8 → 5 pods (graceful: endpoints first, then drain)", Replicas: 8,
-			Event: func(c *demo.Cluster) error { return c.Scale(5) }},
+			Event: func(c *cluster.Cluster) error { return c.Scale(5) }},
 		{Name: "rollout", Description: "rolling restart of 5 pods (maxSurge 1, maxUnavailable 0)", Replicas: 5, AddsPods: true,
-			Event: func(c *demo.Cluster) error { _, err := c.Rollout(); return err }},
+			Event: func(c *cluster.Cluster) error { _, err := c.Rollout(); return err }},
 		{Name: "frozen-pod", Description: "one of 5 pods frozen (SIGSTOP-like: TCP open, no answers) to the end", Replicas: 5,
-			Event: func(c *demo.Cluster) error { _, err := c.Freeze("random", true); return err }},
+			Event: func(c *cluster.Cluster) error { _, err := c.Freeze("random", true); return err }},
 		{Name: "slow-pod", Description: "one of 5 pods answers every call 200 ms late, to the end", Replicas: 5,
-			Event: func(c *demo.Cluster) error { _, err := c.Slow("random", 200*time.Millisecond); return err }},
+			Event: func(c *cluster.Cluster) error { _, err := c.Slow("random", 200*time.Millisecond); return err }},
 		{Name: "killed-pod", Description: "one of 5 pods killed hard (connections reset), restarts after 1 s", Replicas: 5,
-			Event: func(c *demo.Cluster) error { _, err := c.Kill("random"); return err }},
+			Event: func(c *cluster.Cluster) error { _, err := c.Kill("random"); return err }},
 		{Name: "streams-scale-up", Description: "10 long-lived streams, 5 → 8 pods; pods end streams at an age of duration/8 and clients resume them",
 			Replicas: 5, AddsPods: true, Streams: 10,
-			Event: func(c *demo.Cluster) error { return c.Scale(8) }},
+			Event: func(c *cluster.Cluster) error { return c.Scale(8) }},
 	}
 }
 
@@ -146,7 +147,7 @@ type Config struct {
 	// Parallel is how many runs go at once (default: every contender of a scenario).
 	Parallel int
 	// ModeOptions are passed to the registry modes.
-	ModeOptions demo.ModeOptions
+	ModeOptions modes.Options
 	// DNSTTL of the clusters (default: the demo's, 5 s).
 	DNSTTL time.Duration
 	// FirstNet is the second octet of the first run's network: run k's pods take
@@ -339,7 +340,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // runOne makes one run on a fresh cluster in pod network 127.net.0.0/16.
 func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int, log *slog.Logger) (Result, error) {
-	ccfg := demo.ClusterConfig{
+	ccfg := cluster.Config{
 		Replicas: sc.Replicas, FirstPodIP: netip.AddrFrom4([4]byte{127, byte(net), 0, 1}), PodPort: 0,
 		// The run's own addresses for VIP and DNS too: a free UDP port on a shared address may
 		// have its TCP twin taken by a parallel run.
@@ -355,7 +356,7 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	if log.Enabled(ctx, slog.LevelDebug) {
 		clog = log.With("scenario", sc.Name, "mode", ct.Name)
 	}
-	c, err := demo.StartCluster(ccfg, clog)
+	c, err := cluster.Start(ccfg, clog)
 	if err != nil {
 		return Result{}, err
 	}

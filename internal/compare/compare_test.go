@@ -16,7 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -90,7 +91,7 @@ func TestScenarioClaims(t *testing.T) {
 		Contenders: contenders(t, "clusterip", "headless", "dns-refresh"),
 		Scenarios:  scenarios(t, "steady", "scale-up", "rollout", "streams-scale-up"),
 		Rate:       100, Duration: 6 * time.Second, FirstNet: 150,
-		ModeOptions: demo.ModeOptions{DNSRefreshInterval: refresh},
+		ModeOptions: modes.Options{DNSRefreshInterval: refresh},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func (l *callLog) SayHello(ctx context.Context, in *echo.EchoRequest, opts ...gr
 func logged(ct Contender) (Contender, *callLog) {
 	l := &callLog{}
 	connect := ct.Connect
-	ct.Connect = func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
+	ct.Connect = func(ctx context.Context, c *cluster.Cluster, o modes.Options) (echo.EchoServerClient, func() error, error) {
 		client, closeFn, err := connect(ctx, c, o)
 		if err != nil {
 			return nil, nil, err
@@ -377,7 +378,7 @@ func TestHedgedModes(t *testing.T) {
 		t.Logf("%s: hedged %d failed, p99 %.1f ms, %.3f attempts/call; plain %d failed, p99 %.1f ms",
 			sc, h.Failed, h.Report.Latency.P99MS, h.AttemptsPerCall, plain.Failed, plain.Report.Latency.P99MS)
 		// The warm-up calls deposit tokens too: a few calls' worth of slack.
-		limit := 1 + demo.HedgedBudget + (float64(demo.HedgedBurst)+10*demo.HedgedBudget)/float64(h.Report.Started)
+		limit := 1 + modes.HedgedBudget + (float64(modes.HedgedBurst)+10*modes.HedgedBudget)/float64(h.Report.Started)
 		if h.AttemptsPerCall <= 1 || h.AttemptsPerCall > limit {
 			t.Errorf("%s: kube-hedged sent %.3f attempts per call, want more than 1 and at most the budget's %.3f", sc, h.AttemptsPerCall, limit)
 		}

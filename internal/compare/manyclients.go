@@ -11,7 +11,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spread-grpc/spread/echo"
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 // ManyClients is how many separate ClusterIP clients the clusterip-40 contenders run.
@@ -26,17 +27,17 @@ const FairShareInterval = 5 * time.Second
 // in turn, against pods doing nothing, recycling connections with MaxConnectionAge 5 s or 30 s,
 // or shedding connections above their fair share (package fairshare).
 func ManyClientsContenders() []Contender {
-	mk := func(name, desc string, cluster func(*demo.ClusterConfig)) Contender {
+	mk := func(name, desc string, cluster func(*cluster.Config)) Contender {
 		return Contender{Name: name, Description: desc, Cluster: cluster, Connect: connectMany}
 	}
 	return []Contender{
 		mk("clusterip-40", fmt.Sprintf("%d ClusterIP clients (one connection each through the VIP), pods do nothing", ManyClients), nil),
 		mk("clusterip-40-mca-5s", fmt.Sprintf("%d ClusterIP clients, pods with MaxConnectionAge 5 s", ManyClients),
-			func(c *demo.ClusterConfig) { c.MaxConnectionAge = 5 * time.Second }),
+			func(c *cluster.Config) { c.MaxConnectionAge = 5 * time.Second }),
 		mk("clusterip-40-mca-30s", fmt.Sprintf("%d ClusterIP clients, pods with MaxConnectionAge 30 s", ManyClients),
-			func(c *demo.ClusterConfig) { c.MaxConnectionAge = 30 * time.Second }),
+			func(c *cluster.Config) { c.MaxConnectionAge = 30 * time.Second }),
 		mk("clusterip-40-fairshare", fmt.Sprintf("%d ClusterIP clients, pods shed connections above their fair share (%v rounds)", ManyClients, FairShareInterval),
-			func(c *demo.ClusterConfig) { c.FairShareInterval = FairShareInterval }),
+			func(c *cluster.Config) { c.FairShareInterval = FairShareInterval }),
 	}
 }
 
@@ -50,7 +51,7 @@ func ManyClientsContender(name string) (Contender, bool) {
 	return Contender{}, false
 }
 
-func connectMany(ctx context.Context, c *demo.Cluster, _ demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
+func connectMany(ctx context.Context, c *cluster.Cluster, _ modes.Options) (echo.EchoServerClient, func() error, error) {
 	if c.Config().TLSCert != "" {
 		return nil, nil, errors.New("compare: the clusterip-40 contenders dial plaintext")
 	}

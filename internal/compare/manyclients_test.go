@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
 )
 
 // 40 ClusterIP clients through the VIP, 5 → 8 pods: with pods doing nothing the new pods never
@@ -20,7 +20,7 @@ func TestManyClientsScaleUp(t *testing.T) {
 	}
 	fair, _ := ManyClientsContender("clusterip-40-fairshare")
 	fair.Name = "clusterip-40-fairshare-fast"
-	fair.Cluster = func(c *demo.ClusterConfig) { c.FairShareInterval = 300 * time.Millisecond }
+	fair.Cluster = func(c *cluster.Config) { c.FairShareInterval = 300 * time.Millisecond }
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{Contenders: []Contender{nothing, fair}, Scenarios: scenarios(t, "scale-up"),

@@ -17,8 +17,9 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
-	"github.com/spread-grpc/spread/internal/demo"
-	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 // NginxName is the L7 proxy peer's mode name.
@@ -46,12 +47,12 @@ func NginxContender() (Contender, bool) {
 	return Contender{
 		Name:        NginxName,
 		Description: "L7 proxy peer: nginx grpc_pass, round robin per call over the ready pods (config re-rendered and reloaded on endpoint changes, like an ingress controller); one extra hop",
-		Connect: func(ctx context.Context, c *demo.Cluster, o demo.ModeOptions) (echo.EchoServerClient, func() error, error) {
+		Connect: func(ctx context.Context, c *cluster.Cluster, o modes.Options) (echo.EchoServerClient, func() error, error) {
 			p, err := startNginx(ctx, bin, c)
 			if err != nil {
 				return nil, nil, err
 			}
-			conn, err := frontend.Dial(frontend.Mode{Name: NginxName, Target: "passthrough:///" + p.addr, Policy: frontend.PickFirst}, nil)
+			conn, err := connect.Dial(connect.Mode{Name: NginxName, Target: "passthrough:///" + p.addr, Policy: connect.PickFirst}, nil)
 			if err != nil {
 				p.stop()
 				return nil, nil, err
@@ -108,7 +109,7 @@ type nginxProc struct {
 
 // startNginx starts nginx on a free loopback port with c's ready pods as upstreams, and keeps
 // the upstreams following c's endpoints until stop.
-func startNginx(ctx context.Context, bin string, c *demo.Cluster) (*nginxProc, error) {
+func startNginx(ctx context.Context, bin string, c *cluster.Cluster) (*nginxProc, error) {
 	dir, err := os.MkdirTemp("", "spread-nginx-")
 	if err != nil {
 		return nil, err
@@ -157,7 +158,7 @@ func startNginx(ctx context.Context, bin string, c *demo.Cluster) (*nginxProc, e
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 	subCtx, cancel := context.WithCancel(context.Background())
-	wait, err := c.Subscribe(subCtx, endpoint.Key{Namespace: demo.Namespace, Service: demo.HeadlessService, Port: demo.PortName}, func(s endpoint.Set) {
+	wait, err := c.Subscribe(subCtx, endpoint.Key{Namespace: cluster.Namespace, Service: cluster.HeadlessService, Port: cluster.PortName}, func(s endpoint.Set) {
 		if err := p.write(s); err == nil {
 			p.cmd.Process.Signal(syscall.SIGHUP) // reload: new workers take the new upstreams
 		}

@@ -28,9 +28,12 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/spread-grpc/spread/internal/backend"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/dashboard"
 	"github.com/spread-grpc/spread/internal/demo"
 	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 // browser starts a headless Chromium with a fresh profile and returns a tab's context.
@@ -156,10 +159,10 @@ func answering(mode string, n int) string {
 func TestBrowserDemo(t *testing.T) {
 	tab := browser(t)
 	d, err := demo.Start(demo.Config{
-		Cluster: demo.ClusterConfig{Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.41.1"), PodPort: 0,
+		Cluster: cluster.Config{Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.41.1"), PodPort: 0,
 			VIP: "127.96.0.41:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", DNSTTL: time.Second},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
-		ModeOptions: demo.ModeOptions{DNSRefreshInterval: time.Second},
+		ModeOptions: modes.Options{DNSRefreshInterval: time.Second},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -352,8 +355,8 @@ func TestBrowserRealFrontendRestart(t *testing.T) {
 	// The frontend, started twice on the same address.
 	addr := "127.0.0.1:0"
 	start := func() (*frontend.Frontend, func()) {
-		fe, err := frontend.New(frontend.Config{Name: "fe-real", Modes: []frontend.Mode{
-			{Name: "headless", Target: "passthrough:///" + blis.Addr().String(), Policy: frontend.RoundRobin},
+		fe, err := frontend.New(frontend.Config{Name: "fe-real", Modes: []connect.Mode{
+			{Name: "headless", Target: "passthrough:///" + blis.Addr().String(), Policy: connect.RoundRobin},
 		}})
 		if err != nil {
 			t.Fatal(err)

@@ -20,15 +20,16 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/cluster"
 )
 
-func startCluster(t *testing.T, firstIP string, cfg ClusterConfig) *Cluster {
+func startCluster(t *testing.T, firstIP string, cfg cluster.Config) *cluster.Cluster {
 	t.Helper()
 	cfg.FirstPodIP = netip.MustParseAddr(firstIP)
 	cfg.VIP = "127.96.0.10:0"
 	cfg.DNSAddr = "127.0.0.1:0"
 	cfg.XDSAddr = "127.0.0.1:0"
-	c, err := StartCluster(cfg, nil)
+	c, err := cluster.Start(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func startCluster(t *testing.T, firstIP string, cfg ClusterConfig) *Cluster {
 
 // followingClient is a round_robin client whose addresses follow the cluster's endpoint
 // model through a manual resolver: what the kubernetes resolver and xDS do for real.
-func followingClient(t *testing.T, c *Cluster) echo.EchoServerClient {
+func followingClient(t *testing.T, c *cluster.Cluster) echo.EchoServerClient {
 	t.Helper()
 	r := manual.NewBuilderWithScheme("demo")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,7 +54,7 @@ func followingClient(t *testing.T, c *Cluster) echo.EchoServerClient {
 	r.BuildCallback = func(resolver.Target, resolver.ClientConn, resolver.BuildOptions) {
 		go func() {
 			var err error
-			wait, err = c.Subscribe(ctx, endpoint.Key{Namespace: Namespace, Service: HeadlessService, Port: PortName}, func(s endpoint.Set) {
+			wait, err = c.Subscribe(ctx, endpoint.Key{Namespace: cluster.Namespace, Service: cluster.HeadlessService, Port: cluster.PortName}, func(s endpoint.Set) {
 				var addrs []resolver.Address
 				for _, e := range s.Usable() {
 					addrs = append(addrs, resolver.Address{Addr: e.HostPort()})
@@ -112,10 +113,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func dnsAnswers(t *testing.T, c *Cluster) int {
+func dnsAnswers(t *testing.T, c *cluster.Cluster) int {
 	t.Helper()
 	m := new(dns.Msg)
-	m.SetQuestion(c.ServiceName(HeadlessService)+".", dns.TypeA)
+	m.SetQuestion(c.ServiceName(cluster.HeadlessService)+".", dns.TypeA)
 	r, err := dns.Exchange(m, c.DNSAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +125,7 @@ func dnsAnswers(t *testing.T, c *Cluster) int {
 }
 
 func TestScaleUpAndDown(t *testing.T) {
-	c := startCluster(t, "127.0.31.1", ClusterConfig{Replicas: 5, PodPort: 0})
+	c := startCluster(t, "127.0.31.1", cluster.Config{Replicas: 5, PodPort: 0})
 	following := followingClient(t, c)
 	eventually(t, "following client on 5 pods", func() bool { counts, _ := spreadOver(t, following, 10); return len(counts) == 5 })
 
@@ -167,13 +168,13 @@ func TestScaleUpAndDown(t *testing.T) {
 	if len(counts) != 5 {
 		t.Errorf("after scale-down calls reached %v, want 5 pods", counts)
 	}
-	if err := c.Scale(MaxReplicas + 1); err == nil {
+	if err := c.Scale(cluster.MaxReplicas + 1); err == nil {
 		t.Error("Scale above the maximum: no error")
 	}
 }
 
 func TestRolloutZeroFailures(t *testing.T) {
-	c := startCluster(t, "127.0.32.1", ClusterConfig{Replicas: 4, PodPort: 0, RolloutPause: 50 * time.Millisecond})
+	c := startCluster(t, "127.0.32.1", cluster.Config{Replicas: 4, PodPort: 0, RolloutPause: 50 * time.Millisecond})
 	following := followingClient(t, c)
 	eventually(t, "following client on 4 pods", func() bool { counts, _ := spreadOver(t, following, 8); return len(counts) == 4 })
 	oldRS := c.Status()[0].ReplicaSet
@@ -217,7 +218,7 @@ func TestRolloutZeroFailures(t *testing.T) {
 }
 
 func TestKillFreezeSlow(t *testing.T) {
-	c := startCluster(t, "127.0.33.1", ClusterConfig{Replicas: 3, PodPort: 0, RestartDelay: 100 * time.Millisecond})
+	c := startCluster(t, "127.0.33.1", cluster.Config{Replicas: 3, PodPort: 0, RestartDelay: 100 * time.Millisecond})
 	pod := c.Status()[0]
 	direct, err := grpc.NewClient("passthrough:///"+pod.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -271,7 +272,7 @@ func TestKillFreezeSlow(t *testing.T) {
 	}
 	eventually(t, "the killed pod back and ready", func() bool {
 		s := c.Status()[0]
-		return s.Phase == PhaseReady && s.Restarts == 1 && len(c.Endpoints().Ready()) == 3
+		return s.Phase == cluster.PhaseReady && s.Restarts == 1 && len(c.Endpoints().Ready()) == 3
 	})
 	eventually(t, "calls to the restarted pod", func() bool { return call(time.Second) == nil })
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/dashboard"
 )
 
@@ -18,7 +19,7 @@ import (
 // event stream does not hold up the demo's shutdown.
 func TestDashboardUnderDemo(t *testing.T) {
 	d, err := Start(Config{
-		Cluster: ClusterConfig{Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.16.1"), PodPort: 0,
+		Cluster: cluster.Config{Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.16.1"), PodPort: 0,
 			VIP: "127.96.0.16:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-", Grace: 20 * time.Second,
 	}, nil)

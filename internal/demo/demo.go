@@ -17,14 +17,16 @@ import (
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/certgen"
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/guard"
+	"github.com/spread-grpc/spread/internal/modes"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 )
 
 // Config is the whole demo: the cluster plus the frontend in front of it.
 type Config struct {
-	Cluster ClusterConfig
+	Cluster cluster.Config
 	// FrontendAddr is the frontend's HTTP address (default 127.0.0.1:8081).
 	FrontendAddr string
 	// AdminAddr serves /metrics, /healthz and /readyz (default 127.0.0.1:9081; "-" disables).
@@ -34,7 +36,7 @@ type Config struct {
 	// Modes names the frontend's modes (default: every mode in the registry).
 	Modes []string
 	// ModeOptions tunes the modes.
-	ModeOptions ModeOptions
+	ModeOptions modes.Options
 	// TLS turns on mTLS between the frontend and every pod, with an ephemeral CA and
 	// certificates written to a temporary folder that Stop removes.
 	TLS bool
@@ -45,7 +47,7 @@ type Config struct {
 
 // Demo is a running demo.
 type Demo struct {
-	Cluster  *Cluster
+	Cluster  *cluster.Cluster
 	Frontend *frontend.Frontend
 	// FrontendURL and AdminURL are the bound HTTP addresses, as URLs.
 	FrontendURL, AdminURL string
@@ -63,14 +65,14 @@ type Demo struct {
 
 // ephemeralTLS creates a CA and certificates in a new temporary folder, points the
 // cluster's pods at them and returns the folder and the frontend's credentials.
-func ephemeralTLS(cc *ClusterConfig) (string, credentials.TransportCredentials, error) {
+func ephemeralTLS(cc *cluster.Config) (string, credentials.TransportCredentials, error) {
 	dir, err := os.MkdirTemp("", "spread-demo-tls-")
 	if err != nil {
 		return "", nil, fmt.Errorf("demo: tls: %w", err)
 	}
 	ca, err := certgen.NewCA("spread-demo-ca", 7*24*time.Hour)
 	if err == nil {
-		err = ca.Write(certgen.Bundle{Dir: dir, Namespace: Namespace, ClusterDomain: "cluster.local", ValidFor: 7 * 24 * time.Hour})
+		err = ca.Write(certgen.Bundle{Dir: dir, Namespace: cluster.Namespace, ClusterDomain: "cluster.local", ValidFor: 7 * 24 * time.Hour})
 	}
 	if err != nil {
 		os.RemoveAll(dir)
@@ -123,7 +125,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		if a.addr == "-" && a.flag == "admin" {
 			continue
 		}
-		if err := loopbackHostPort(a.addr); err != nil {
+		if err := cluster.LoopbackHostPort(a.addr); err != nil {
 			return nil, fmt.Errorf("demo: %s: %w", a.flag, err)
 		}
 	}
@@ -150,12 +152,12 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		undo = append(undo, func() { os.RemoveAll(dir) })
 		creds = c
 	}
-	cluster, err := StartCluster(cfg.Cluster, log)
+	cluster, err := cluster.Start(cfg.Cluster, log)
 	if err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { cluster.Stop(context.Background()) })
-	modes, err := BuildModes(cluster, cfg.ModeOptions, cfg.Modes...)
+	modes, err := modes.Build(cluster, cfg.ModeOptions, cfg.Modes...)
 	if err != nil {
 		return fail(err)
 	}
@@ -249,15 +251,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 func (d *Demo) PrintIntro(out io.Writer) {
 	c := d.Cluster
 	fmt.Fprintf(out, "Spread demo: a simulated cluster on loopback\n\n")
-	fmt.Fprintf(out, "  deployment/%s  %d pods:\n", Deployment, len(c.Pods()))
+	fmt.Fprintf(out, "  deployment/%s  %d pods:\n", cluster.Deployment, len(c.Pods()))
 	for _, p := range c.Pods() {
 		fmt.Fprintf(out, "    %-36s %s  %s\n", p.Pod, p.HostPort(), p.Zone)
 	}
-	fmt.Fprintf(out, "  service/%-10s ClusterIP %s (kube-proxy-like L4 VIP)\n", ClusterIPService, c.VIPAddr())
-	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", HeadlessService)
-	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(ClusterIPService), c.ServiceName(HeadlessService))
+	fmt.Fprintf(out, "  service/%-10s ClusterIP %s (kube-proxy-like L4 VIP)\n", cluster.ClusterIPService, c.VIPAddr())
+	fmt.Fprintf(out, "  service/%-10s headless  (DNS answers every ready pod IP)\n", cluster.HeadlessService)
+	fmt.Fprintf(out, "  cluster DNS      %s  (%s, %s)\n", c.DNSAddr(), c.ServiceName(cluster.ClusterIPService), c.ServiceName(cluster.HeadlessService))
 	if c.XDSAddr() != "" {
-		fmt.Fprintf(out, "  xDS control plane %s (xds:///%s, or xds:///%s.%s:%d for non-Go clients)\n", c.XDSAddr(), xdsKey, xdsKey.Service, xdsKey.Namespace, c.Port())
+		fmt.Fprintf(out, "  xDS control plane %s (xds:///%s, or xds:///%s.%s:%d for non-Go clients)\n", c.XDSAddr(), cluster.XDSKey, cluster.XDSKey.Service, cluster.XDSKey.Namespace, c.Port())
 	}
 	if d.Clients != nil {
 		fmt.Fprintf(out, "  clients          %d ClusterIP clients, one connection each through the VIP\n", d.cfg.Clients.N)
@@ -278,7 +280,7 @@ func (d *Demo) PrintIntro(out io.Writer) {
 	fmt.Fprintf(out, "  curl -s %s/backendlb | jq      # headless + round_robin: 2 calls per pod\n", d.FrontendURL)
 	fmt.Fprintf(out, "  curl -s '%s/call/headless?n=1000' | jq .counts\n", d.FrontendURL)
 	fmt.Fprintf(out, "  curl -s '%s/call/headless?n=10&stream=true' | jq .counts   # a stream stays on one pod\n", d.FrontendURL)
-	fmt.Fprintf(out, "  dig @%s -p %s %s +short\n", hostOf(c.DNSAddr()), portOf(c.DNSAddr()), c.ServiceName(HeadlessService))
+	fmt.Fprintf(out, "  dig @%s -p %s %s +short\n", hostOf(c.DNSAddr()), portOf(c.DNSAddr()), c.ServiceName(cluster.HeadlessService))
 	fmt.Fprintf(out, "\nCtrl-C stops everything.\n")
 }
 

@@ -14,7 +14,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func startDemo(t *testing.T, firstIP string, replicas int) *Demo {
 	t.Helper()
 	d, err := Start(Config{
-		Cluster: ClusterConfig{
+		Cluster: cluster.Config{
 			Replicas: replicas, FirstPodIP: netip.MustParseAddr(firstIP), PodPort: 0,
 			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 		},
@@ -126,7 +128,7 @@ func TestSampleBehaviour(t *testing.T) {
 	for _, p := range d.Cluster.Pods() {
 		pods[p.Pod] = true
 		if !strings.HasPrefix(p.Pod, "be-deployment-") {
-			t.Errorf("pod name %q is not like a Deployment's pod", p.Pod)
+			t.Errorf("pod name %q is not like a cluster.Deployment's pod", p.Pod)
 		}
 	}
 	for pod := range r.Counts {
@@ -220,7 +222,7 @@ func TestAddressTakenIsAClearError(t *testing.T) {
 	}
 	defer l.Close()
 	_, err = Start(Config{
-		Cluster:      ClusterConfig{FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
+		Cluster:      cluster.Config{FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
 		FrontendAddr: l.Addr().String(), AdminAddr: "-",
 	}, nil)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "frontend") {
@@ -234,7 +236,7 @@ func TestAddressTakenIsAClearError(t *testing.T) {
 	defer pl.Close()
 	port := pl.Addr().(*net.TCPAddr).Port
 	_, err = Start(Config{
-		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: port, DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
+		Cluster:      cluster.Config{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: port, DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
 	}, nil)
 	if err == nil || !strings.Contains(err.Error(), "127.0.14.3") || !strings.Contains(err.Error(), "address already in use") {
@@ -244,18 +246,18 @@ func TestAddressTakenIsAClearError(t *testing.T) {
 
 func TestClusterConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
-		cfg  ClusterConfig
+		cfg  cluster.Config
 		want string
 	}{
-		{ClusterConfig{Replicas: -1}, "replicas"},
-		{ClusterConfig{Replicas: MaxReplicas + 1}, "replicas"},
-		{ClusterConfig{FirstPodIP: netip.MustParseAddr("10.0.0.1")}, "loopback"},
-		{ClusterConfig{FirstPodIP: netip.MustParseAddr("127.255.255.250")}, "no room"},
-		{ClusterConfig{PodPort: 70000}, "pod port"},
-		{ClusterConfig{DNSAddr: "192.0.2.1:53"}, "loopback"},
-		{ClusterConfig{VIP: "nope"}, "ip:port"},
+		{cluster.Config{Replicas: -1}, "replicas"},
+		{cluster.Config{Replicas: cluster.MaxReplicas + 1}, "replicas"},
+		{cluster.Config{FirstPodIP: netip.MustParseAddr("10.0.0.1")}, "loopback"},
+		{cluster.Config{FirstPodIP: netip.MustParseAddr("127.255.255.250")}, "no room"},
+		{cluster.Config{PodPort: 70000}, "pod port"},
+		{cluster.Config{DNSAddr: "192.0.2.1:53"}, "loopback"},
+		{cluster.Config{VIP: "nope"}, "ip:port"},
 	} {
-		if _, err := StartCluster(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := cluster.Start(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("StartCluster(%+v) = %v, want error containing %q", tc.cfg, err, tc.want)
 		}
 	}
@@ -266,9 +268,9 @@ func TestClusterConfigErrors(t *testing.T) {
 // interval, and ClusterIP stays pinned to one pod.
 func TestNewPodsByMode(t *testing.T) {
 	d, err := Start(Config{
-		Cluster:      ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.15.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", DNSTTL: time.Second},
+		Cluster:      cluster.Config{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.15.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", DNSTTL: time.Second},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-",
-		ModeOptions: ModeOptions{DNSRefreshInterval: time.Second},
+		ModeOptions: modes.Options{DNSRefreshInterval: time.Second},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

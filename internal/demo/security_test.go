@@ -1,6 +1,8 @@
 package demo
 
 import (
+	"github.com/spread-grpc/spread/internal/cluster"
+
 	"context"
 	"encoding/json"
 	"net/http"
@@ -84,7 +86,7 @@ func TestControlsRefuseCrossSiteAndRebinding(t *testing.T) {
 // TestListenersMustBeLoopback: the frontend and admin servers carry the unauthenticated
 // cluster controls, so like every other demo address they must be loopback.
 func TestListenersMustBeLoopback(t *testing.T) {
-	cc := ClusterConfig{FirstPodIP: netip.MustParseAddr("127.0.161.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"}
+	cc := cluster.Config{FirstPodIP: netip.MustParseAddr("127.0.161.1"), PodPort: 0, VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0"}
 	for _, tc := range []struct{ fe, admin, want string }{
 		{"0.0.0.0:0", "-", "frontend"},
 		{":0", "-", "frontend"},

@@ -1,6 +1,8 @@
 package demo
 
 import (
+	"github.com/spread-grpc/spread/internal/cluster"
+
 	"net/netip"
 	"os"
 	"testing"
@@ -10,7 +12,7 @@ import (
 // the ephemeral certificates.
 func TestTLS(t *testing.T) {
 	d, err := Start(Config{
-		Cluster: ClusterConfig{
+		Cluster: cluster.Config{
 			Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.14.1"), PodPort: 0,
 			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 		},

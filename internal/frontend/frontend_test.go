@@ -1,6 +1,8 @@
 package frontend
 
 import (
+	"github.com/spread-grpc/spread/internal/connect"
+
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -13,21 +15,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func TestServiceConfig(t *testing.T) {
-	for _, tc := range []struct {
-		m    Mode
-		want string
-	}{
-		{Mode{}, ""},
-		{Mode{Policy: RoundRobin}, `{"loadBalancingConfig":[{"round_robin":{}}]}`},
-		{Mode{Policy: PickFirst, HealthCheck: true}, `{"loadBalancingConfig":[{"pick_first":{}}],"healthCheckConfig":{"serviceName":""}}`},
-	} {
-		if got := tc.m.ServiceConfig(); got != tc.want {
-			t.Errorf("%+v: %s, want %s", tc.m, got, tc.want)
-		}
-	}
-}
 
 func TestParseCallParams(t *testing.T) {
 	for _, tc := range []struct {
@@ -61,14 +48,14 @@ func TestParseCallParams(t *testing.T) {
 
 func TestNewRejectsBadModes(t *testing.T) {
 	for _, tc := range []struct {
-		modes []Mode
+		modes []connect.Mode
 		want  string
 	}{
 		{nil, "no modes"},
-		{[]Mode{{Name: "Bad Name", Target: "dns:///x:1"}}, "lowercase"},
-		{[]Mode{{Name: "a", Target: "dns:///x:1"}, {Name: "a", Target: "dns:///y:1"}}, "given twice"},
-		{[]Mode{{Name: "a", Target: "dns:///x:1", Policy: "random"}}, "policy"},
-		{[]Mode{{Name: "a", Target: "nosuchscheme:///x:1"}}, "target"},
+		{[]connect.Mode{{Name: "Bad Name", Target: "dns:///x:1"}}, "lowercase"},
+		{[]connect.Mode{{Name: "a", Target: "dns:///x:1"}, {Name: "a", Target: "dns:///y:1"}}, "given twice"},
+		{[]connect.Mode{{Name: "a", Target: "dns:///x:1", Policy: "random"}}, "policy"},
+		{[]connect.Mode{{Name: "a", Target: "nosuchscheme:///x:1"}}, "target"},
 	} {
 		f, err := New(Config{Modes: tc.modes})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -100,7 +87,7 @@ func TestWantsHTML(t *testing.T) {
 // TestDashboardRoutes: a browser gets the dashboard at /, everyone else the JSON index; the
 // event stream is served; without cluster controls there is no /cluster and no page load.
 func TestDashboardRoutes(t *testing.T) {
-	f, err := New(Config{Name: "fe-t", Modes: []Mode{{Name: "headless", Target: "passthrough:///127.0.0.1:1", Policy: RoundRobin}}})
+	f, err := New(Config{Name: "fe-t", Modes: []connect.Mode{{Name: "headless", Target: "passthrough:///127.0.0.1:1", Policy: connect.RoundRobin}}})
 	if err != nil {
 		t.Fatal(err)
 	}

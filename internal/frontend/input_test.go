@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/echotest"
 )
 
@@ -17,7 +18,7 @@ import (
 func serveFrontend(t *testing.T) (*httptest.Server, *echotest.Backend) {
 	t.Helper()
 	be := echotest.Start(t, "pod-a", "zone-a")
-	f, err := New(Config{Name: "fe-t", Modes: []Mode{{Name: "headless", Target: "passthrough:///" + be.Addr, Policy: RoundRobin}}})
+	f, err := New(Config{Name: "fe-t", Modes: []connect.Mode{{Name: "headless", Target: "passthrough:///" + be.Addr, Policy: connect.RoundRobin}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,26 +10,28 @@ import (
 	"time"
 
 	"github.com/spread-grpc/spread/echo"
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/load"
+	"github.com/spread-grpc/spread/internal/modes"
 )
 
 // Long-lived streams move onto pods added later: the backends end each stream at its age
 // (MaxStreamAge), the client resumes it through a balancer that follows DNS, and no message
 // is lost or repeated.
 func TestStreamsResumeAndSpread(t *testing.T) {
-	c, err := demo.StartCluster(demo.ClusterConfig{Replicas: 2, FirstPodIP: netip.MustParseAddr("127.0.72.1"), PodPort: 0,
+	c, err := cluster.Start(cluster.Config{Replicas: 2, FirstPodIP: netip.MustParseAddr("127.0.72.1"), PodPort: 0,
 		VIP: "127.96.72.10:0", DNSAddr: "127.0.0.1:0", DNSTTL: time.Second, MaxStreamAge: 300 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Stop(t.Context())
-	modes, err := demo.BuildModes(c, demo.ModeOptions{DNSRefreshInterval: 200 * time.Millisecond}, "dns-refresh")
+	modes, err := modes.Build(c, modes.Options{DNSRefreshInterval: 200 * time.Millisecond}, "dns-refresh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := frontend.Dial(modes[0], nil)
+	conn, err := connect.Dial(modes[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spread-grpc/spread/internal/demo"
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -21,7 +21,7 @@ import (
 // five pods.
 func TestNodeExampleAgainstDemo(t *testing.T) {
 	node, modules := nodeModules(t)
-	c, err := demo.StartCluster(demo.ClusterConfig{
+	c, err := cluster.Start(cluster.Config{
 		Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.42.1"), PodPort: 50051,
 		VIP: "127.96.0.42:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 	}, slog.New(slog.DiscardHandler))

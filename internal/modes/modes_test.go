@@ -1,4 +1,4 @@
-package demo
+package modes
 
 import (
 	"context"
@@ -7,45 +7,72 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spread-grpc/spread/internal/frontend"
+	"go.uber.org/goleak"
+
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startCluster starts a simulated cluster on free ports, its pods from firstIP, and stops it
+// when the test ends.
+func startCluster(t *testing.T, firstIP string, cfg cluster.Config) *cluster.Cluster {
+	t.Helper()
+	cfg.FirstPodIP = netip.MustParseAddr(firstIP)
+	cfg.VIP = "127.96.0.10:0"
+	cfg.DNSAddr = "127.0.0.1:0"
+	cfg.XDSAddr = "127.0.0.1:0"
+	c, err := cluster.Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return c
+}
 
 // Every registered mode builds on a cluster made for it and dials: its target's scheme has a
 // resolver and its service config parses (grpc.NewClient checks both).
 func TestEveryModeDials(t *testing.T) {
-	for i, name := range ModeNames() {
-		f, err := LookupMode(name)
+	for i, name := range Names() {
+		f, err := Lookup(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := ClusterConfig{Replicas: 1, PodPort: 0}
+		cfg := cluster.Config{Replicas: 1, PodPort: 0}
 		if f.Cluster != nil {
 			f.Cluster(&cfg)
 		}
 		c := startCluster(t, []string{"127.0.41.1", "127.0.42.1", "127.0.43.1", "127.0.44.1", "127.0.45.1", "127.0.46.1", "127.0.47.1", "127.0.48.1"}[i%8], cfg)
 		for _, tuned := range []bool{false, true} {
-			ms, err := BuildModes(c, ModeOptions{Tuned: tuned}, name)
+			ms, err := Build(c, Options{Tuned: tuned}, name)
 			if err != nil {
 				t.Fatalf("mode %s: %v", name, err)
 			}
-			conn, err := frontend.Dial(ms[0], nil)
+			conn, err := connect.Dial(ms[0], nil)
 			if err != nil {
 				t.Fatalf("mode %s (tuned %v): %v", name, tuned, err)
 			}
 			conn.Close()
 		}
 	}
-	if _, err := LookupMode("nope"); err == nil {
+	if _, err := Lookup("nope"); err == nil {
 		t.Error("unknown mode: no error")
 	}
 }
 
 func TestModeNeedsCluster(t *testing.T) {
-	c := startCluster(t, "127.0.49.1", ClusterConfig{Replicas: 1, PodPort: 0})
-	if _, err := BuildModes(c, ModeOptions{}, "headless-mca"); !errors.Is(err, ErrClusterLacks) {
+	c := startCluster(t, "127.0.49.1", cluster.Config{Replicas: 1, PodPort: 0})
+	if _, err := Build(c, Options{}, "headless-mca"); !errors.Is(err, ErrClusterLacks) {
 		t.Errorf("headless-mca on a cluster without MaxConnectionAge: %v, want ErrClusterLacks", err)
 	}
-	ms, err := BuildModes(c, ModeOptions{})
+	ms, err := Build(c, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +86,7 @@ func TestModeNeedsCluster(t *testing.T) {
 // With the xDS control plane disabled (demo --xds-addr -), the xds modes are left out of
 // the default modes instead of failing the demo; asked for by name, they say why.
 func TestXDSDisabledDropsXDSModes(t *testing.T) {
-	c, err := StartCluster(ClusterConfig{Replicas: 1, PodPort: 0, FirstPodIP: netip.MustParseAddr("127.0.49.11"),
+	c, err := cluster.Start(cluster.Config{Replicas: 1, PodPort: 0, FirstPodIP: netip.MustParseAddr("127.0.49.11"),
 		VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +101,7 @@ func TestXDSDisabledDropsXDSModes(t *testing.T) {
 	if c.XDSAddr() != "" {
 		t.Fatalf("XDSAddr %q with --xds-addr -", c.XDSAddr())
 	}
-	ms, err := BuildModes(c, ModeOptions{})
+	ms, err := Build(c, Options{})
 	if err != nil {
 		t.Fatalf("default modes without the xDS control plane: %v", err)
 	}
@@ -86,7 +113,7 @@ func TestXDSDisabledDropsXDSModes(t *testing.T) {
 			t.Errorf("mode %s offered with the xDS control plane disabled", m.Name)
 		}
 	}
-	if _, err := BuildModes(c, ModeOptions{}, "xds"); !errors.Is(err, ErrClusterLacks) {
+	if _, err := Build(c, Options{}, "xds"); !errors.Is(err, ErrClusterLacks) {
 		t.Errorf("xds by name without the control plane: %v, want ErrClusterLacks", err)
 	}
 }

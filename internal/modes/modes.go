@@ -1,4 +1,4 @@
-package demo
+package modes
 
 import (
 	"errors"
@@ -14,7 +14,8 @@ import (
 	"google.golang.org/grpc/resolver"
 	_ "google.golang.org/grpc/xds" // registers the outlier_detection_experimental balancer
 
-	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
 	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
@@ -22,21 +23,21 @@ import (
 // ModeFactory builds one frontend mode wired to the demo cluster. Modes plug into the demo,
 // the dashboard, `spread load` and `spread compare` by name: add a factory to the registry
 // below and every one of them offers it.
-type ModeFactory struct {
+type Factory struct {
 	Name        string
 	Description string
-	Build       func(c *Cluster, o ModeOptions) (frontend.Mode, error)
+	Build       func(c *cluster.Cluster, o Options) (connect.Mode, error)
 	// Cluster, if set, adjusts the configuration of a cluster started for this mode alone
 	// (as `spread compare` does), e.g. a server-side MaxConnectionAge. On a shared cluster
 	// that lacks what the mode needs, Build returns an error wrapping ErrClusterLacks.
-	Cluster func(*ClusterConfig)
+	Cluster func(*cluster.Config)
 }
 
 // ErrClusterLacks marks a mode that needs a cluster setting the running cluster does not have.
 var ErrClusterLacks = errors.New("the cluster lacks a setting this mode needs")
 
 // ModeOptions tunes how modes are built.
-type ModeOptions struct {
+type Options struct {
 	// DNSRefreshInterval is the dns-refresh mode's interval (default 5s).
 	DNSRefreshInterval time.Duration
 	// Tuned applies the tuned client settings (see Tune) to every mode built.
@@ -50,11 +51,12 @@ const (
 	TunedKeepaliveTime = 10 * time.Second
 	// TunedKeepaliveTimeout closes a connection whose ping is not answered within it.
 	TunedKeepaliveTimeout = time.Second
-	// TunedCallTimeout is the per-call deadline (service config method timeout on SayHello):
-	// calls to a frozen pod fail after it, feeding outlier detection.
-	TunedCallTimeout = 500 * time.Millisecond
-	// TunedEjectionInterval is how often outlier detection looks at the counts.
-	TunedEjectionInterval = 500 * time.Millisecond
+	// TunedCallTimeout is the per-call deadline: cluster.TunedCallTimeout, declared there
+	// because the cluster's tuned Service carries it as an xDS annotation too.
+	TunedCallTimeout = cluster.TunedCallTimeout
+	// TunedEjectionInterval is how often outlier detection looks at the counts:
+	// cluster.TunedEjectionInterval, for the same reason.
+	TunedEjectionInterval = cluster.TunedEjectionInterval
 )
 
 // tunedServiceConfig wraps a child policy in outlier detection (failure-percentage
@@ -84,10 +86,10 @@ func durationJSON(d time.Duration) string { return strconv.FormatFloat(d.Seconds
 // Tune returns m with the tuned client settings: keepalive (TunedKeepaliveTime and
 // TunedKeepaliveTimeout), client-side health checking, outlier detection around its policy
 // and a per-call deadline. See tunedServiceConfig.
-func Tune(m frontend.Mode) frontend.Mode {
+func Tune(m connect.Mode) connect.Mode {
 	policy := m.Policy
 	if policy == "" {
-		policy = frontend.RoundRobin
+		policy = connect.RoundRobin
 	}
 	m.HealthCheck = true
 	m.ServiceConfigJSON = tunedServiceConfig(policy)
@@ -101,11 +103,11 @@ func Tune(m frontend.Mode) frontend.Mode {
 // the baselines measured with.
 const MCAAge = 5 * time.Second
 
-func buildHeadless(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
-	return frontend.Mode{Target: c.Target(HeadlessService), Policy: frontend.RoundRobin}, nil
+func buildHeadless(c *cluster.Cluster, _ Options) (connect.Mode, error) {
+	return connect.Mode{Target: c.Target(cluster.HeadlessService), Policy: connect.RoundRobin}, nil
 }
 
-func buildDNSRefresh(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+func buildDNSRefresh(c *cluster.Cluster, o Options) (connect.Mode, error) {
 	iv := o.DNSRefreshInterval
 	if iv == 0 {
 		iv = dnsrefresh.DefaultInterval
@@ -115,11 +117,11 @@ func buildDNSRefresh(c *Cluster, o ModeOptions) (frontend.Mode, error) {
 	// tuned variants keep their outlier detection and call deadline.
 	b, err := dnsrefresh.NewBuilder(dnsrefresh.WithInterval(iv), dnsrefresh.WithMinInterval(minIv), dnsrefresh.WithServiceConfig(""))
 	if err != nil {
-		return frontend.Mode{}, err
+		return connect.Mode{}, err
 	}
-	return frontend.Mode{
-		Target:    fmt.Sprintf("%s://%s/%s.:%d", dnsrefresh.Scheme, c.DNSAddr(), c.ServiceName(HeadlessService), c.Port()),
-		Policy:    frontend.RoundRobin,
+	return connect.Mode{
+		Target:    fmt.Sprintf("%s://%s/%s.:%d", dnsrefresh.Scheme, c.DNSAddr(), c.ServiceName(cluster.HeadlessService), c.Port()),
+		Policy:    connect.RoundRobin,
 		Resolvers: []resolver.Builder{b},
 	}, nil
 }
@@ -127,19 +129,19 @@ func buildDNSRefresh(c *Cluster, o ModeOptions) (frontend.Mode, error) {
 // buildKube builds the kubernetes:/// mode over the demo's endpoint model. The resolver pushes
 // its own service config (round_robin + health checking by default), which overrides the
 // mode's default one, so a tuned kube mode hands the tuned config to the resolver itself.
-func buildKube(tune bool) func(*Cluster, ModeOptions) (frontend.Mode, error) {
-	return func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+func buildKube(tune bool) func(*cluster.Cluster, Options) (connect.Mode, error) {
+	return func(c *cluster.Cluster, o Options) (connect.Mode, error) {
 		tune := tune || o.Tuned
 		sc := kuberesolver.DefaultServiceConfig
 		if tune {
-			sc = tunedServiceConfig(frontend.RoundRobin)
+			sc = tunedServiceConfig(connect.RoundRobin)
 		}
-		b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.log), kuberesolver.WithServiceConfig(sc))
+		b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.Logger()), kuberesolver.WithServiceConfig(sc))
 		if err != nil {
-			return frontend.Mode{}, err
+			return connect.Mode{}, err
 		}
-		m := frontend.Mode{
-			Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, HeadlessService, Namespace, PortName),
+		m := connect.Mode{
+			Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, cluster.HeadlessService, cluster.Namespace, cluster.PortName),
 			Resolvers: []resolver.Builder{b},
 		}
 		if tune {
@@ -150,8 +152,8 @@ func buildKube(tune bool) func(*Cluster, ModeOptions) (frontend.Mode, error) {
 }
 
 // tuned makes a registry entry's builder return the tuned variant.
-func tuned(build func(*Cluster, ModeOptions) (frontend.Mode, error)) func(*Cluster, ModeOptions) (frontend.Mode, error) {
-	return func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+func tuned(build func(*cluster.Cluster, Options) (connect.Mode, error)) func(*cluster.Cluster, Options) (connect.Mode, error) {
+	return func(c *cluster.Cluster, o Options) (connect.Mode, error) {
 		m, err := build(c, o)
 		if err != nil {
 			return m, err
@@ -161,12 +163,12 @@ func tuned(build func(*Cluster, ModeOptions) (frontend.Mode, error)) func(*Clust
 }
 
 // modeRegistry lists every mode the demo knows, in display order.
-var modeRegistry = []ModeFactory{
+var modeRegistry = []Factory{
 	{
 		Name:        "clusterip",
 		Description: "ClusterIP Service: one connection through the L4 VIP, so every call lands on one pod",
-		Build: func(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
-			return frontend.Mode{Target: c.Target(ClusterIPService), Policy: frontend.PickFirst}, nil
+		Build: func(c *cluster.Cluster, _ Options) (connect.Mode, error) {
+			return connect.Mode{Target: c.Target(cluster.ClusterIPService), Policy: connect.PickFirst}, nil
 		},
 	},
 	{
@@ -183,13 +185,13 @@ var modeRegistry = []ModeFactory{
 		Name: "headless-mca",
 		Description: fmt.Sprintf("headless + round_robin, pods with server-side MaxConnectionAge %v: "+
 			"reconnects make grpc-go re-resolve (at most every 30 s)", MCAAge),
-		Build: func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+		Build: func(c *cluster.Cluster, o Options) (connect.Mode, error) {
 			if c.Config().MaxConnectionAge == 0 {
-				return frontend.Mode{}, fmt.Errorf("needs pods with MaxConnectionAge (demo --max-connection-age): %w", ErrClusterLacks)
+				return connect.Mode{}, fmt.Errorf("needs pods with MaxConnectionAge (demo --max-connection-age): %w", ErrClusterLacks)
 			}
 			return buildHeadless(c, o)
 		},
-		Cluster: func(cfg *ClusterConfig) { cfg.MaxConnectionAge = MCAAge },
+		Cluster: func(cfg *cluster.Config) { cfg.MaxConnectionAge = MCAAge },
 	},
 	{
 		Name: "dns-refresh-tuned",
@@ -239,7 +241,7 @@ var modeRegistry = []ModeFactory{
 }
 
 // ModeNames lists the modes the demo knows, in display order.
-func ModeNames() []string {
+func Names() []string {
 	names := make([]string, len(modeRegistry))
 	for i, f := range modeRegistry {
 		names[i] = f.Name
@@ -248,24 +250,24 @@ func ModeNames() []string {
 }
 
 // LookupMode returns the registry entry of the named mode.
-func LookupMode(name string) (ModeFactory, error) {
-	i := slices.IndexFunc(modeRegistry, func(f ModeFactory) bool { return f.Name == name })
+func Lookup(name string) (Factory, error) {
+	i := slices.IndexFunc(modeRegistry, func(f Factory) bool { return f.Name == name })
 	if i < 0 {
-		return ModeFactory{}, fmt.Errorf("demo: unknown mode %q (have %s)", name, strings.Join(ModeNames(), ", "))
+		return Factory{}, fmt.Errorf("demo: unknown mode %q (have %s)", name, strings.Join(Names(), ", "))
 	}
 	return modeRegistry[i], nil
 }
 
 // BuildModes builds the named modes for cluster c. With no names it builds every mode the
 // cluster can serve, skipping those that need a cluster setting it lacks (ErrClusterLacks).
-func BuildModes(c *Cluster, o ModeOptions, names ...string) ([]frontend.Mode, error) {
+func Build(c *cluster.Cluster, o Options, names ...string) ([]connect.Mode, error) {
 	all := len(names) == 0
 	if all {
-		names = ModeNames()
+		names = Names()
 	}
-	var out []frontend.Mode
+	var out []connect.Mode
 	for _, n := range names {
-		f, err := LookupMode(n)
+		f, err := Lookup(n)
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-package demo
+package cluster
 
 import (
 	"context"
@@ -6,16 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/endpoint/endpointtest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestClusterConformance runs the endpoint.Source conformance suite against the simulated
 // cluster: Change scales it up by one pod, Empty scales it to zero, Stop is its Close and
 // an unknown Service is refused.
 func TestClusterConformance(t *testing.T) {
 	endpointtest.RunConformance(t, func(t *testing.T) endpointtest.Harness {
-		c, err := StartCluster(ClusterConfig{
+		c, err := Start(Config{
 			Replicas: 2, Grace: 200 * time.Millisecond, FirstPodIP: netip.MustParseAddr("127.0.9.1"),
 			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-",
 		}, nil)

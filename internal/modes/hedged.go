@@ -1,4 +1,4 @@
-package demo
+package modes
 
 import (
 	"fmt"
@@ -10,7 +10,8 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/spread-grpc/spread/hedge"
-	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/connect"
 	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
 
@@ -59,7 +60,7 @@ func hedgedServiceConfig(child string) (string, error) {
 
 // hedgeMode adds the interceptors and keepalive to m. With goPolicy the echo methods'
 // policy comes from Go options (for channels whose service config Spread does not write).
-func hedgeMode(m frontend.Mode, goPolicy bool) (frontend.Mode, error) {
+func hedgeMode(m connect.Mode, goPolicy bool) (connect.Mode, error) {
 	opts := []hedge.Option{hedge.WithBudget(hedge.Budget{Ratio: HedgedBudget, Burst: HedgedBurst})}
 	if goPolicy {
 		opts = append(opts, hedge.WithPolicy("echo.EchoServer", hedgedPolicy()))
@@ -77,15 +78,15 @@ func hedgeMode(m frontend.Mode, goPolicy bool) (frontend.Mode, error) {
 
 // buildHedged makes a registry entry's builder return the hedged variant, the policy in the
 // channel's default service config.
-func buildHedged(build func(*Cluster, ModeOptions) (frontend.Mode, error)) func(*Cluster, ModeOptions) (frontend.Mode, error) {
-	return func(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+func buildHedged(build func(*cluster.Cluster, Options) (connect.Mode, error)) func(*cluster.Cluster, Options) (connect.Mode, error) {
+	return func(c *cluster.Cluster, o Options) (connect.Mode, error) {
 		m, err := build(c, o)
 		if err != nil {
 			return m, err
 		}
 		policy := m.Policy
 		if policy == "" {
-			policy = frontend.RoundRobin
+			policy = connect.RoundRobin
 		}
 		if m.ServiceConfigJSON, err = hedgedServiceConfig(policy); err != nil {
 			return m, err
@@ -96,24 +97,24 @@ func buildHedged(build func(*Cluster, ModeOptions) (frontend.Mode, error)) func(
 }
 
 // buildKubeHedged is kube with the hedged service config pushed by the resolver itself.
-func buildKubeHedged(c *Cluster, _ ModeOptions) (frontend.Mode, error) {
-	sc, err := hedgedServiceConfig(frontend.RoundRobin)
+func buildKubeHedged(c *cluster.Cluster, _ Options) (connect.Mode, error) {
+	sc, err := hedgedServiceConfig(connect.RoundRobin)
 	if err != nil {
-		return frontend.Mode{}, err
+		return connect.Mode{}, err
 	}
-	b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.log), kuberesolver.WithServiceConfig(sc))
+	b, err := kuberesolver.NewBuilder(kuberesolver.WithSource(c), kuberesolver.WithLogger(c.Logger()), kuberesolver.WithServiceConfig(sc))
 	if err != nil {
-		return frontend.Mode{}, err
+		return connect.Mode{}, err
 	}
-	m := frontend.Mode{
-		Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, HeadlessService, Namespace, PortName),
+	m := connect.Mode{
+		Target:    fmt.Sprintf("%s:///%s.%s:%s", kuberesolver.Scheme, cluster.HeadlessService, cluster.Namespace, cluster.PortName),
 		Resolvers: []resolver.Builder{b}, HealthCheck: true, ServiceConfigJSON: sc,
 	}
 	return hedgeMode(m, false)
 }
 
 // buildXDSHedged is xds-tuned with the interceptors, the policy from Go options.
-func buildXDSHedged(c *Cluster, o ModeOptions) (frontend.Mode, error) {
+func buildXDSHedged(c *cluster.Cluster, o Options) (connect.Mode, error) {
 	m, err := buildXDSTunedMode(c, o)
 	if err != nil {
 		return m, err

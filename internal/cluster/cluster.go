@@ -3,7 +3,7 @@
 // Service names), and a kube-proxy-like L4 VIP. Its endpoint state is one endpoint.Publisher that
 // all its Services (they select the same pods) share, the same model the Kubernetes source produces, so every consumer (DNS, VIP, xDS,
 // resolvers) works against it unchanged.
-package demo
+package cluster
 
 import (
 	"context"
@@ -40,7 +40,7 @@ const (
 )
 
 // ClusterConfig describes the simulated cluster.
-type ClusterConfig struct {
+type Config struct {
 	// Replicas is the backend Deployment's size (default 5, at most MaxReplicas).
 	Replicas int
 	// FirstPodIP is the first pod's address; pod i gets FirstPodIP+i (default 127.0.1.1).
@@ -101,8 +101,8 @@ const podIPRange = 2*MaxReplicas + 2
 // set here derive from others (VIP from PodPort, PreStop from EndpointDelay,
 // MaxConnectionAgeGrace from Grace) or are off by default. XDSAddr is a free port on
 // 127.0.0.1 unless set (`spread demo` sets the well-known 127.0.0.1:18000).
-func DefaultClusterConfig() ClusterConfig {
-	return ClusterConfig{
+func DefaultConfig() Config {
+	return Config{
 		Replicas:     5,
 		FirstPodIP:   netip.MustParseAddr("127.0.1.1"),
 		PodPort:      50051,
@@ -117,8 +117,8 @@ func DefaultClusterConfig() ClusterConfig {
 	}
 }
 
-func (c *ClusterConfig) defaults() error {
-	d := DefaultClusterConfig()
+func (c *Config) defaults() error {
+	d := DefaultConfig()
 	if c.Replicas == 0 {
 		c.Replicas = d.Replicas
 	}
@@ -194,14 +194,16 @@ func (c *ClusterConfig) defaults() error {
 		addrs = append(addrs, c.XDSAddr)
 	}
 	for _, a := range addrs {
-		if err := loopbackHostPort(a); err != nil {
+		if err := LoopbackHostPort(a); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
 	return nil
 }
 
-func loopbackHostPort(hp string) error {
+// LoopbackHostPort checks that hp is an "ip:port" on a loopback address: the demo listens on
+// nothing else.
+func LoopbackHostPort(hp string) error {
 	ap, err := netip.ParseAddrPort(hp)
 	if err != nil {
 		return fmt.Errorf("address %q: want ip:port: %v", hp, err)
@@ -281,7 +283,7 @@ func (p *Pod) status() PodStatus {
 
 // Cluster is the running simulated cluster. Its methods may be called concurrently.
 type Cluster struct {
-	cfg ClusterConfig
+	cfg Config
 	log *slog.Logger
 
 	dns     *clusterdns.Server
@@ -321,7 +323,7 @@ type RolloutStatus struct {
 }
 
 // StartCluster starts the pods, the DNS server and the VIP. Stop it with Stop.
-func StartCluster(cfg ClusterConfig, log *slog.Logger) (*Cluster, error) {
+func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -439,7 +441,10 @@ func (c *Cluster) Port() int {
 }
 
 // Config returns the cluster's configuration, defaults filled in.
-func (c *Cluster) Config() ClusterConfig { return c.cfg }
+// Logger is the logger the cluster was started with (modes log with it).
+func (c *Cluster) Logger() *slog.Logger { return c.log }
+
+func (c *Cluster) Config() Config { return c.cfg }
 
 // DNS returns the cluster DNS server.
 func (c *Cluster) DNS() *clusterdns.Server { return c.dns }
@@ -955,4 +960,4 @@ func randomName(n int) string {
 }
 
 // Validate reports the first invalid field (after filling in the defaults on a copy).
-func (c ClusterConfig) Validate() error { return c.defaults() }
+func (c Config) Validate() error { return c.defaults() }
