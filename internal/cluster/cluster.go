@@ -1,8 +1,14 @@
-// Package demo is a whole simulated Kubernetes cluster in one process, on loopback: backend
+// Package cluster is a whole simulated Kubernetes cluster in one process, on loopback: backend
 // "pods" of a Deployment on 127.0.1.x, an authoritative cluster DNS (ClusterIP and headless
-// Service names), and a kube-proxy-like L4 VIP. Its endpoint state is one endpoint.Publisher that
-// all its Services (they select the same pods) share, the same model the Kubernetes source produces, so every consumer (DNS, VIP, xDS,
-// resolvers) works against it unchanged.
+// Service names), a kube-proxy-like L4 VIP, and Spread's xDS control plane fed by it (xds.go).
+// Its endpoint state is one endpoint.Publisher that all its Services (they select the same
+// pods) share, the same model the Kubernetes source produces, so every consumer (DNS, VIP,
+// xDS, resolvers) works against it unchanged. Handler (api.go) is its HTTP admin API, the
+// one `spread ctl` and the dashboard's controls talk to.
+//
+// `spread demo` (package demo) runs it behind the frontend; `spread load` and `spread
+// compare` start one of their own. Package modes builds the client connection recipes
+// (connect.Mode) that reach it.
 package cluster
 
 import (
@@ -440,10 +446,10 @@ func (c *Cluster) Port() int {
 	return c.port
 }
 
-// Config returns the cluster's configuration, defaults filled in.
 // Logger is the logger the cluster was started with (modes log with it).
 func (c *Cluster) Logger() *slog.Logger { return c.log }
 
+// Config returns the cluster's configuration, defaults filled in.
 func (c *Cluster) Config() Config { return c.cfg }
 
 // DNS returns the cluster DNS server.

@@ -26,8 +26,8 @@ var XDSKey = endpoint.Key{Namespace: Namespace, Service: ClusterIPService, Port:
 
 // XDSTunedKey is a second Service over the same pods (same selector, as two Services can be
 // in Kubernetes) whose annotations ask the control plane for outlier detection and a call
-// deadline on SayHello: the xDS counterpart of the tuned modes' service config (package modes). Clients dial
-// xds:///be-srv-tuned.default:grpc.
+// deadline on SayHello: the xDS counterpart of the tuned modes' service config (package
+// modes). Clients dial xds:///be-srv-tuned.default:grpc.
 var XDSTunedKey = endpoint.Key{Namespace: Namespace, Service: TunedService, Port: PortName}
 
 // Settings of TunedService, the same as the tuned client modes use (package modes re-exports

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/demo"
 )
 
@@ -29,7 +30,7 @@ func TestBrowserConnsPerPod(t *testing.T) {
 	tab := browser(t)
 	const clients = 20
 	d, err := demo.Start(demo.Config{
-		Cluster: demo.ClusterConfig{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.51.1"), PodPort: 0,
+		Cluster: cluster.Config{Replicas: 3, FirstPodIP: netip.MustParseAddr("127.0.51.1"), PodPort: 0,
 			VIP: "127.96.0.51:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-", DNSTTL: time.Second,
 			FairShareInterval: 300 * time.Millisecond},
 		FrontendAddr: "127.0.0.1:0", AdminAddr: "-", Modes: []string{"clusterip"},

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spread-grpc/spread/echo"
+	"github.com/spread-grpc/spread/internal/cluster"
 )
 
 // Bounds of the demo's ClusterIP clients (ClientsConfig).
@@ -28,7 +29,7 @@ const (
 
 // ClientsConfig starts clients nobody can change: N separate grpc-go pick_first clients, each
 // with one long-lived connection through the ClusterIP VIP, each making Rate calls per second
-// for For (then they stop by themselves). With fair-share pods (ClusterConfig.
+// for For (then they stop by themselves). With fair-share pods (cluster.Config.
 // FairShareInterval) the dashboard's pod table shows their connections move toward an even
 // split after a scale-up; without, the new pods get none of them.
 type ClientsConfig struct {
@@ -62,7 +63,7 @@ type ClusterIPClients struct {
 }
 
 // StartClusterIPClients starts cfg's clients against c's VIP (creds nil: plaintext).
-func StartClusterIPClients(c *Cluster, cfg ClientsConfig, creds credentials.TransportCredentials) (*ClusterIPClients, error) {
+func StartClusterIPClients(c *cluster.Cluster, cfg ClientsConfig, creds credentials.TransportCredentials) (*ClusterIPClients, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -1,3 +1,7 @@
+// Package demo is `spread demo` as a library: it starts a simulated cluster (package cluster)
+// and the frontend (package frontend) in front of it with the registry's modes (package
+// modes), wires the cluster's admin API into the frontend's dashboard, serves /metrics on an
+// admin address, and stops it all within one grace.
 package demo
 
 import (
@@ -152,27 +156,27 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		undo = append(undo, func() { os.RemoveAll(dir) })
 		creds = c
 	}
-	cluster, err := cluster.Start(cfg.Cluster, log)
+	cl, err := cluster.Start(cfg.Cluster, log)
 	if err != nil {
 		return fail(err)
 	}
-	undo = append(undo, func() { cluster.Stop(context.Background()) })
-	modes, err := modes.Build(cluster, cfg.ModeOptions, cfg.Modes...)
+	undo = append(undo, func() { cl.Stop(context.Background()) })
+	ms, err := modes.Build(cl, cfg.ModeOptions, cfg.Modes...)
 	if err != nil {
 		return fail(err)
 	}
 	var clients *ClusterIPClients
 	if cfg.Clients.N > 0 {
-		if clients, err = StartClusterIPClients(cluster, cfg.Clients, creds); err != nil {
+		if clients, err = StartClusterIPClients(cl, cfg.Clients, creds); err != nil {
 			return fail(err)
 		}
 		undo = append(undo, func() { clients.Close() })
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: modes, Creds: creds},
+	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: ms, Creds: creds},
 		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg),
-		frontend.WithClusterControls(cluster, cluster.Handler()))
+		frontend.WithClusterControls(cl, cl.Handler()))
 	if err != nil {
 		return fail(err)
 	}
@@ -184,7 +188,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		g.Allow(adminLis.Addr())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Demo{Cluster: cluster, Frontend: fe, Clients: clients, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
+	d := &Demo{Cluster: cl, Frontend: fe, Clients: clients, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
 		FrontendURL: "http://" + feLis.Addr().String()}
 	if cfg.TLS {
 		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
@@ -200,7 +204,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 				return errors.New("shutting down")
 			}
 			return nil
-		}), admin.WithHandler("/cluster", cluster.Handler()), admin.WithHandler("/cluster/", cluster.Handler()),
+		}), admin.WithHandler("/cluster", cl.Handler()), admin.WithHandler("/cluster/", cl.Handler()),
 			admin.WithWrap(g.Wrap))
 		d.nsrv++
 		go func() { d.errc <- a.Serve(ctx, adminLis, cfg.Grace/2, log) }()

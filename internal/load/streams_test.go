@@ -27,11 +27,11 @@ func TestStreamsResumeAndSpread(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Stop(t.Context())
-	modes, err := modes.Build(c, modes.Options{DNSRefreshInterval: 200 * time.Millisecond}, "dns-refresh")
+	ms, err := modes.Build(c, modes.Options{DNSRefreshInterval: 200 * time.Millisecond}, "dns-refresh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := connect.Dial(modes[0], nil)
+	conn, err := connect.Dial(ms[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestStreamsResumeAndSpread(t *testing.T) {
 	}
 
 	// The frontend's stream mode resumes too: one long stream through the stream-age ends.
-	fe, err := frontend.New(frontend.Config{Name: "fe", Modes: modes})
+	fe, err := frontend.New(frontend.Config{Name: "fe", Modes: ms})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,9 @@
+// Package modes is the registry of the demo's balancing modes: each Factory turns a running
+// simulated cluster (package cluster) into a connect.Mode, the connection recipe the frontend,
+// `spread load` and `spread compare` dial. Modes plug in by name: add a Factory to the
+// registry and every command offers it. Tune adds the tuned client settings (keepalive,
+// health checking, outlier detection, a call deadline) to any mode; the *-hedged modes add
+// Spread's hedging (hedged.go) and the xds modes dial the cluster's control plane (xds.go).
 package modes
 
 import (
