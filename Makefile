@@ -12,7 +12,7 @@ IMAGE ?= spread:dev
 CONTAINER_BUILD ?= docker build
 
 # Fuzz targets run by `make fuzz` (part of `make test`): package:FuzzName, each for FUZZTIME.
-FUZZ_TARGETS := ./internal/frontend:FuzzParseCallQuery ./internal/demo:FuzzParseQuery \
+FUZZ_TARGETS := ./internal/frontend:FuzzParseCallQuery ./internal/cluster:FuzzParseQuery \
 	./resolver/kubernetes:FuzzParseTarget ./resolver/dnsrefresh:FuzzParseTarget \
 	./internal/xds:FuzzParseServiceConfig ./internal/xds:FuzzBootstrap
 FUZZTIME ?= 10s

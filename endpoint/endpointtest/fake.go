@@ -3,7 +3,7 @@
 //
 // Every implementation of endpoint.Source in this module calls RunConformance from its own
 // tests: the EndpointSlice source over a fake clientset and over a real kube-apiserver
-// (package endpointslice), the demo's simulated cluster (internal/demo) and Fake (here).
+// (package endpointslice), the demo's simulated cluster (internal/cluster) and Fake (here).
 package endpointtest
 
 import (

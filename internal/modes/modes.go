@@ -26,7 +26,7 @@ import (
 	kuberesolver "github.com/spread-grpc/spread/resolver/kubernetes"
 )
 
-// ModeFactory builds one frontend mode wired to the demo cluster. Modes plug into the demo,
+// Factory builds one frontend mode wired to the demo cluster. Modes plug into the demo,
 // the dashboard, `spread load` and `spread compare` by name: add a factory to the registry
 // below and every one of them offers it.
 type Factory struct {
@@ -42,7 +42,7 @@ type Factory struct {
 // ErrClusterLacks marks a mode that needs a cluster setting the running cluster does not have.
 var ErrClusterLacks = errors.New("the cluster lacks a setting this mode needs")
 
-// ModeOptions tunes how modes are built.
+// Options tunes how modes are built.
 type Options struct {
 	// DNSRefreshInterval is the dns-refresh mode's interval (default 5s).
 	DNSRefreshInterval time.Duration
@@ -246,7 +246,7 @@ var modeRegistry = []Factory{
 	},
 }
 
-// ModeNames lists the modes the demo knows, in display order.
+// Names lists the modes the demo knows, in display order.
 func Names() []string {
 	names := make([]string, len(modeRegistry))
 	for i, f := range modeRegistry {
@@ -255,7 +255,7 @@ func Names() []string {
 	return names
 }
 
-// LookupMode returns the registry entry of the named mode.
+// Lookup returns the registry entry of the named mode.
 func Lookup(name string) (Factory, error) {
 	i := slices.IndexFunc(modeRegistry, func(f Factory) bool { return f.Name == name })
 	if i < 0 {
@@ -264,7 +264,7 @@ func Lookup(name string) (Factory, error) {
 	return modeRegistry[i], nil
 }
 
-// BuildModes builds the named modes for cluster c. With no names it builds every mode the
+// Build builds the named modes for cluster c. With no names it builds every mode the
 // cluster can serve, skipping those that need a cluster setting it lacks (ErrClusterLacks).
 func Build(c *cluster.Cluster, o Options, names ...string) ([]connect.Mode, error) {
 	all := len(names) == 0
