@@ -35,6 +35,7 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fs.IntVar(&cfg.Clients.N, "clusterip-clients", 0, fmt.Sprintf("run this many separate ClusterIP clients, one long-lived connection each through the VIP (0 to %d); the dashboard's pod table shows their connections per pod", demo.MaxClusterIPClients))
 	fs.Float64Var(&cfg.Clients.Rate, "clusterip-client-rate", demo.DefaultClusterIPRate, fmt.Sprintf("calls per second of each --clusterip-clients client (at most %v)", demo.MaxClusterIPClientRate))
 	fs.DurationVar(&cfg.Clients.For, "clusterip-clients-for", demo.DefaultClusterIPFor, fmt.Sprintf("how long the --clusterip-clients run, then stop (at most %v)", demo.MaxClusterIPClientsFor))
+	fs.IntVar(&cfg.Cluster.CanaryWeight, "canary-weight", cfg.Cluster.CanaryWeight, "% of the xds-canary mode's calls the canary GRPCRoute sends to the be-v2 Deployment, 0 to 100 (0: no be-v2, no route)")
 	fs.BoolVar(&cfg.ModeOptions.Tuned, "tuned", false, "give every mode the tuned client settings (keepalive, health checks, outlier detection, call deadline)")
 	fs.DurationVar(&cfg.ModeOptions.DNSRefreshInterval, "dns-refresh-interval", 5*time.Second, "interval of the dns-refresh mode's resolver")
 	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", "127.0.0.1:8081", "frontend HTTP address")
@@ -52,6 +53,12 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	cfg.Cluster.FirstPodIP = ip
 	if cfg.Cluster.Replicas < 1 || cfg.Cluster.Replicas > cluster.MaxReplicas {
 		return usageError{fmt.Errorf("--replicas %d: want 1 to %d", cfg.Cluster.Replicas, cluster.MaxReplicas)}
+	}
+	switch w := cfg.Cluster.CanaryWeight; {
+	case w < 0 || w > 100:
+		return usageError{fmt.Errorf("--canary-weight %d: want 0 to 100", w)}
+	case w == 0:
+		cfg.Cluster.CanaryWeight = -1 // the library's "none"
 	}
 	if cfg.Grace <= 0 || cfg.Cluster.Grace <= 0 || cfg.Cluster.DNSTTL < 0 {
 		return usageError{fmt.Errorf("--grace and --pod-grace must be positive, --dns-ttl not negative")}

@@ -127,6 +127,7 @@ func TestDemoFlagDefaultsAreTheLibrarys(t *testing.T) {
 		"dns-ttl":       d.DNSTTL.String(),
 		"pod-grace":     d.Grace.String(),
 		"restart-delay": d.RestartDelay.String(),
+		"canary-weight": strconv.Itoa(d.CanaryWeight),
 	} {
 		if usage, ok := flags[name]; !ok || !strings.HasSuffix(usage, "(default "+want+")") {
 			t.Errorf("spread demo --%s: usage %q, want the library default %s", name, usage, want)

@@ -49,6 +49,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "--dns-ttl=-1s"}, "--dns-ttl"},
 		{[]string{"demo", "--dns-addr=8.8.8.8:53"}, "loopback"},
 		{[]string{"demo", "--xds-addr=nope"}, "ip:port"},
+		{[]string{"demo", "--canary-weight=101"}, "--canary-weight 101"},
 		{[]string{"backend", "--orca-capacity=-1"}, "must not be negative"},
 		{[]string{"xds", "bootstrap"}, "server URI is required"},
 		{[]string{"xds", "bootstrap", "--server=nohost"}, "want host:port"},

@@ -90,6 +90,10 @@ type Config struct {
 	// TLSCert, TLSKey and TLSClientCA, when set, make every pod serve mTLS with these files
 	// (see backend.Config).
 	TLSCert, TLSKey, TLSClientCA string
+	// CanaryWeight is the share (1 to 100 %) of CanaryService's calls that the demo's
+	// canary GRPCRoute sends to the be-v2 Deployment (default 10); negative: no be-v2, no
+	// route (also without the xDS control plane). See canary.go.
+	CanaryWeight int
 	// FairShareInterval, if set, makes every pod shed connections above its fair share
 	// (package fairshare) in rounds this long. Pods learn each other's counts from the
 	// cluster's model (the ready pods) instead of over their admin ports.
@@ -120,6 +124,7 @@ func DefaultConfig() Config {
 		RestartDelay: time.Second,
 		RolloutPause: 200 * time.Millisecond,
 		Zones:        []string{"zone-a", "zone-b", "zone-c"},
+		CanaryWeight: 10,
 	}
 }
 
@@ -130,6 +135,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Replicas < 0 || c.Replicas > MaxReplicas {
 		return fmt.Errorf("demo: replicas %d: want 1 to %d", c.Replicas, MaxReplicas)
+	}
+	if c.CanaryWeight == 0 {
+		c.CanaryWeight = d.CanaryWeight
+	}
+	if c.CanaryWeight > 100 {
+		return fmt.Errorf("demo: canary weight %d: want 1 to 100, or negative for none", c.CanaryWeight)
 	}
 	if !c.FirstPodIP.IsValid() {
 		c.FirstPodIP = d.FirstPodIP
@@ -299,6 +310,7 @@ type Cluster struct {
 	eps     endpoint.Publisher // the Services' endpoints: both select the same pods
 	queue   chan queued        // endpoint sets on their way to eps, EndpointDelay late
 	xds     *xdsControlPlane   // nil when disabled
+	v2eps   endpoint.Publisher // be-v2's endpoints (canary.go)
 
 	ctx    context.Context // cancelled by Stop: ends background work
 	cancel context.CancelFunc
@@ -306,6 +318,7 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	pods     []*Pod
+	v2       []*Pod // be-v2's, fixed (canary.go)
 	replicas int    // desired
 	hash     string // the current ReplicaSet's pod-template hash
 	usedIPs  map[netip.Addr]bool
@@ -363,6 +376,11 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 		return fail(err)
 	}
 	c.eps.Publish(c.snapshot()) // the initial state is there at once
+	if cfg.XDSAddr != "-" && cfg.CanaryWeight > 0 {
+		if err := c.startV2(); err != nil {
+			return fail(err)
+		}
+	}
 	if cfg.XDSAddr != "-" {
 		if c.xds, err = startXDS(c, cfg.XDSAddr); err != nil {
 			return fail(err)
@@ -507,7 +525,13 @@ var _ endpoint.Source = (*Cluster)(nil)
 // port number or "grpc"; any other key is an error. fn gets the current set first, then
 // every change, until ctx is done or the cluster is stopped (Stop is the cluster's Close).
 func (c *Cluster) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (func(), error) {
-	if key.Namespace != Namespace || (key.Service != HeadlessService && key.Service != ClusterIPService && key.Service != TunedService) {
+	pub := &c.eps
+	switch {
+	case key.Namespace == Namespace && (key.Service == CanaryService || key.Service == V2Service) && c.HasCanary():
+		if key.Service == V2Service {
+			pub = &c.v2eps
+		}
+	case key.Namespace != Namespace || (key.Service != HeadlessService && key.Service != ClusterIPService && key.Service != TunedService):
 		return nil, fmt.Errorf("demo: no Service %s/%s (have %s, %s and %s in %s)", key.Namespace, key.Service, ClusterIPService, HeadlessService, TunedService, Namespace)
 	}
 	if key.Port != PortName && key.Port != strconv.Itoa(c.Port()) {
@@ -518,7 +542,7 @@ func (c *Cluster) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpo
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(c.ctx, cancel)
-	wait, err := c.eps.Subscribe(subCtx, fn)
+	wait, err := pub.Subscribe(subCtx, fn)
 	if err != nil {
 		stopOnClose()
 		cancel()
@@ -916,7 +940,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("demo: background work: %w", ctx.Err()))
 	}
 	c.mu.Lock()
-	pods := slices.Clone(c.pods)
+	pods := append(slices.Clone(c.pods), c.v2...)
 	c.mu.Unlock()
 	for _, p := range pods {
 		c.mu.Lock()

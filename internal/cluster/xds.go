@@ -9,6 +9,7 @@ import (
 
 	"github.com/spread-grpc/spread/controlplane"
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/grpcroute"
 )
 
 // xdsControlPlane is the demo's proxyless xDS control plane: Spread's ADS server fed by the
@@ -56,7 +57,17 @@ func startXDS(c *Cluster, addr string) (*xdsControlPlane, error) {
 	num := []string{strconv.Itoa(c.Port())}
 	svcs := controlplane.StaticServices{{Key: XDSKey, Aliases: num}, {Key: XDSTunedKey, Aliases: num, Annotations: xdsTunedAnnotations}}
 	log := c.log.With("component", "xds")
-	srv, err := controlplane.New(c, svcs, controlplane.WithLogger(log))
+	var src controlplane.ServiceSource = svcs
+	if c.HasCanary() {
+		svcs = append(svcs, controlplane.Service{Key: endpoint.Key{Namespace: Namespace, Service: CanaryService, Port: PortName}, Aliases: num},
+			controlplane.Service{Key: endpoint.Key{Namespace: Namespace, Service: V2Service, Port: PortName}, Aliases: num})
+		routes, err := CanaryRoutes(c.Port(), c.cfg.CanaryWeight)
+		if err != nil {
+			return nil, err
+		}
+		src = grpcroute.NewStatic(svcs, routes, grpcroute.WithLogger(log))
+	}
+	srv, err := controlplane.New(c, src, controlplane.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}

@@ -229,6 +229,11 @@ var modeRegistry = []Factory{
 		Build: buildXDSTunedMode,
 	},
 	{
+		Name:        "xds-canary",
+		Description: "xds to be-srv-canary: its Gateway API GRPCRoute sends --canary-weight % of the calls to the be-v2 Deployment, the rest to be-srv (docs/grpcroute.md)",
+		Build:       buildXDSCanaryMode,
+	},
+	{
 		Name:        "dns-refresh-hedged",
 		Description: "dns-refresh-tuned + " + hedgedSummary + " (policy from the service config)",
 		Build:       buildHedged(buildDNSRefresh),

@@ -57,3 +57,12 @@ func xdsMode(c *cluster.Cluster, key endpoint.Key) (connect.Mode, error) {
 	}
 	return connect.Mode{Target: "xds:///" + key.String(), Resolvers: []resolver.Builder{rb}}, nil
 }
+
+// buildXDSCanaryMode dials cluster.CanaryService: the control plane's route splits its
+// calls between be-srv and be-v2 (cluster/canary.go).
+func buildXDSCanaryMode(c *cluster.Cluster, _ Options) (connect.Mode, error) {
+	if !c.HasCanary() {
+		return connect.Mode{}, fmt.Errorf("no canary (demo --canary-weight 0): %w", ErrClusterLacks)
+	}
+	return xdsMode(c, endpoint.Key{Namespace: cluster.Namespace, Service: cluster.CanaryService, Port: cluster.PortName})
+}
