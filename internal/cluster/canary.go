@@ -99,4 +99,3 @@ func (c *Cluster) V2Pods() []PodStatus {
 	}
 	return out
 }
-
