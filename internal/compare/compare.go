@@ -367,7 +367,9 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 			log.Debug("cluster stop", "err", err)
 		}
 	}()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Connecting and the first successful call get 30 s: seconds on a starved machine, and
+	// nothing is measured yet.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	client, closeFn, err := ct.Connect(cctx, c, cfg.ModeOptions)
 	if err != nil {
@@ -377,14 +379,14 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	call := load.Unary(client)
 	// Warm up: the first successful call, bounded, so connection set-up is not measured.
 	for {
-		wctx, wcancel := context.WithTimeout(cctx, time.Second)
+		wctx, wcancel := context.WithTimeout(cctx, 5*time.Second)
 		_, err := call(wctx)
 		wcancel()
 		if err == nil {
 			break
 		}
 		if cctx.Err() != nil {
-			return Result{}, fmt.Errorf("no successful call within 10s: %w", err)
+			return Result{}, fmt.Errorf("no successful call within 30s: %w", err)
 		}
 		t := time.NewTimer(50 * time.Millisecond) // retry interval
 		select {

@@ -54,7 +54,7 @@ func browser(t *testing.T) context.Context {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(path),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -87,8 +87,10 @@ func browser(t *testing.T) context.Context {
 }
 
 // waitFor polls a JavaScript condition in the page until it holds.
+// timeout is what the condition takes on a busy machine; the wait allows three times that.
 func waitFor(t *testing.T, tab context.Context, what, cond string, timeout time.Duration) {
 	t.Helper()
+	timeout *= 3
 	if _, err := chromedp.Run(tab, chromedp.Poll[chromedp.Void](cond,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout))); err != nil {
 		t.Fatalf("waiting for %s (%s): %v\npage state: %s", what, cond, err, pageSummary(tab))
@@ -104,10 +106,20 @@ func eval[T any](t *testing.T, tab context.Context, expr string) T {
 	return v
 }
 
+// click presses the element css selects, once it is visible.
+//
+// The click is the element's own (HTMLElement.click, the same event and handlers as a mouse
+// click), not a mouse event at the element's coordinates: the page re-renders its pod rows
+// on every update, and on a busy machine the layout could move between chromedp measuring
+// the button and pressing there, so that the press landed beside it and was lost.
 func click(t *testing.T, tab context.Context, css string) {
 	t.Helper()
-	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(css))); err != nil {
+	if err := chromedp.Do(tab, chromedp.WaitVisible(chromedp.CSS(css))); err != nil {
 		t.Fatalf("click %s: %v", css, err)
+	}
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e || e.disabled) return false; e.click(); return true; })()`, css)
+	if !eval[bool](t, tab, js) {
+		t.Fatalf("click %s: no such enabled element\npage state: %s", css, pageSummary(tab))
 	}
 }
 
