@@ -48,7 +48,9 @@ func TestAnnounce(t *testing.T) {
 }
 
 func TestWatchServicesFollowsChanges(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A bound on the waits below, not a speed: the informer's first sync took over 10 s under
+	// make test-stress on a machine loaded by other work as well.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cs := fake.NewClientset(svc("a", map[string]string{xds.AnnotationXDS: "true"}, corev1.ServicePort{Name: "grpc", Port: 1}))
 	got := make(chan []xds.Service, 10)
