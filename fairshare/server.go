@@ -51,8 +51,13 @@ type conn struct {
 	calls  atomic.Uint64
 	seen   uint64        // calls at the previous round; guarded by Server.mu
 	ready  chan struct{} // closed when the HTTP/2 transport is up
+	served chan struct{} // closed when the first call on it ends
 	closed chan struct{} // closed when the raw connection is closed
 }
+
+// turnAwayIdle bounds how long a connection being turned away waits for its first call
+// before its GOAWAY (see accept).
+const turnAwayIdle = 2 * time.Second
 
 // NewServer returns a Server that builds a grpc.Server per connection with newServer, which
 // must apply the extra options it is given (a stats handler) and register every service.
@@ -156,7 +161,7 @@ func (s *Server) Serve(lis net.Listener) error {
 }
 
 func (s *Server) accept(raw net.Conn) {
-	c := &conn{opened: s.o.now(), ready: make(chan struct{}), closed: make(chan struct{})}
+	c := &conn{opened: s.o.now(), ready: make(chan struct{}), served: make(chan struct{}), closed: make(chan struct{})}
 	c.g = s.newServer(grpc.StatsHandler(&connStats{c: c}))
 	s.mu.Lock()
 	select {
@@ -197,13 +202,19 @@ func (s *Server) accept(raw net.Conn) {
 		s.m.refusals.Inc()
 		s.refusals.Add(1)
 		s.o.log.Debug("fairshare: turning a new connection away", "pod", s.o.name, "conn", c.id)
-		s.goAway(c)
+		// Not at once: only after its first call (or turnAwayIdle without one). A client
+		// sends the calls it queued while reconnecting as soon as the connection is up; one
+		// of them may be the transparent retry of a call a shed refused. A GOAWAY racing
+		// with those calls refuses them again (grpc-js, for one, acks the GOAWAY's PING
+		// before it stops sending), and a call refused twice fails with Unavailable.
+		// Serving the first calls first means no call is refused twice.
+		s.goAway(c, c.served)
 	}
 }
 
-// goAway closes c gracefully once its transport is up: GOAWAY, in-flight calls finish
-// (bounded by the grace period).
-func (s *Server) goAway(c *conn) {
+// goAway closes c gracefully once its transport is up and after (if not nil) is closed or
+// turnAwayIdle has passed: GOAWAY, in-flight calls finish (bounded by the grace period).
+func (s *Server) goAway(c *conn, after <-chan struct{}) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -211,6 +222,17 @@ func (s *Server) goAway(c *conn) {
 		case <-c.ready:
 		case <-c.closed:
 			return
+		}
+		if after != nil {
+			t := time.NewTimer(turnAwayIdle)
+			select {
+			case <-after:
+			case <-t.C:
+			case <-c.closed:
+				t.Stop()
+				return
+			}
+			t.Stop()
 		}
 		t := time.AfterFunc(s.o.grace, c.g.Stop)
 		defer t.Stop()
@@ -310,7 +332,7 @@ func (s *Server) Rebalance(ctx context.Context) (Decision, error) {
 		}
 		s.m.sheds.Inc()
 		s.sheds.Add(1)
-		s.goAway(c)
+		s.goAway(c, nil)
 	}
 	return d, nil
 }
@@ -352,14 +374,17 @@ func (s *Server) stop(graceful bool) {
 
 // connStats is one connection's stats handler: it counts calls and sees the transport start.
 type connStats struct {
-	c    *conn
-	once sync.Once
+	c                *conn
+	once, servedOnce sync.Once
 }
 
 func (h *connStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
 func (h *connStats) HandleRPC(_ context.Context, st stats.RPCStats) {
-	if _, ok := st.(*stats.Begin); ok {
+	switch st.(type) {
+	case *stats.Begin:
 		h.c.calls.Add(1)
+	case *stats.End:
+		h.servedOnce.Do(func() { close(h.c.served) })
 	}
 }
 func (h *connStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
