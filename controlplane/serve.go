@@ -29,7 +29,7 @@ type ServeConfig struct {
 	TLS *tls.Config
 	// Grace bounds the shutdown (default DefaultGrace).
 	Grace time.Duration
-	// ServerOptions are added after Serve's own (keepalive, TLS).
+	// ServerOptions are added after Serve's own (keepalive, TLS, Server.ServerOptions).
 	ServerOptions []grpc.ServerOption
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -75,6 +75,8 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
+	// The ADS codec: every stream's response shares the resources' encoded bytes.
+	opts = append(opts, cfg.Server.ServerOptions()...)
 	g := grpc.NewServer(append(opts, cfg.ServerOptions...)...)
 	cfg.Server.Register(g)
 

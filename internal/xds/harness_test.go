@@ -116,7 +116,7 @@ func startControlPlane(t testing.TB, addr string, eps xds.EndpointSource, svcs x
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(s.ServerOptions()...)
 	s.Register(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)

@@ -92,7 +92,8 @@ type Server struct {
 	clients   *clientTracker
 	peers     peers // ADS stream → peer address
 	ads       serverv3.Server
-	instance  string // identifies the process in /debug/xds (versions do not depend on it)
+	codec     *sharedCodec // ServerOptions
+	instance  string       // identifies the process in /debug/xds (versions do not depend on it)
 
 	streamCtx  context.Context // ends every ADS stream when cancelled
 	endStreams context.CancelFunc
@@ -166,6 +167,7 @@ func New(endpoints EndpointSource, services ServiceSource, opts ...Option) (*Ser
 		svcs:      map[endpoint.Key]*serviceState{},
 		snaps:     map[string]*zoneSnapshot{},
 		clients:   newClientTracker(o.now),
+		codec:     newSharedCodec(),
 	}
 	s.streamCtx, s.endStreams = context.WithCancel(context.Background())
 	s.cache = newZoneCache(nodeHash{s}.ID, o.hold)
@@ -173,7 +175,8 @@ func New(endpoints EndpointSource, services ServiceSource, opts ...Option) (*Ser
 	return s, nil
 }
 
-// Register adds the Aggregated Discovery Service to g.
+// Register adds the Aggregated Discovery Service to g. Create g with s.ServerOptions(), so
+// every stream's responses share the resources' bytes (see ServerOptions).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.ads)
 }
