@@ -7,7 +7,8 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestNackingCountsFollowRequests: the per-type counts of standing rejections (kept as
@@ -37,7 +38,7 @@ func TestNackingCountsFollowRequests(t *testing.T) {
 	}
 	nack := func(s int64, url string) {
 		c.response(s, &discoveryv3.DiscoveryResponse{TypeUrl: url, VersionInfo: "v2", Nonce: "n"})
-		c.request(s, &discoveryv3.DiscoveryRequest{TypeUrl: url, VersionInfo: "v1", ResponseNonce: "n", ErrorDetail: &status.Status{Message: "bad"}})
+		c.request(s, &discoveryv3.DiscoveryRequest{TypeUrl: url, VersionInfo: "v1", ResponseNonce: "n", ErrorDetail: status.New(codes.InvalidArgument, "bad").Proto()})
 	}
 	ack := func(s int64, url string) {
 		c.request(s, &discoveryv3.DiscoveryRequest{TypeUrl: url, VersionInfo: "v3", ResponseNonce: "m"})
