@@ -340,6 +340,39 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // runOne makes one run on a fresh cluster in pod network 127.net.0.0/16.
 func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int, log *slog.Logger) (Result, error) {
+	r, err := prepare(ctx, cfg, sc, ct, net, log)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.close()
+	if err := warm(r.setup, load.Unary(r.client)); err != nil {
+		return Result{}, err
+	}
+	d, err := drive(ctx, cfg, sc, r)
+	if err != nil {
+		return Result{}, err
+	}
+	return score(sc, d), nil
+}
+
+// run is one contender × scenario on its own fresh cluster, with the contender's client.
+type run struct {
+	c      *cluster.Cluster
+	client echo.EchoServerClient
+	// setup bounds connecting and the warm-up together (30 s from the cluster's start).
+	setup   context.Context
+	closers []func() // run by close in reverse order: client, setup, cluster
+}
+
+func (r *run) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// prepare starts the run's cluster, on its own loopback network net, configured for the
+// scenario and the contender, and connects the contender's client to it (within r.setup).
+func prepare(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int, log *slog.Logger) (*run, error) {
 	ccfg := cluster.Config{
 		Replicas: sc.Replicas, FirstPodIP: netip.AddrFrom4([4]byte{127, byte(net), 0, 1}), PodPort: 0,
 		// The run's own addresses for VIP and DNS too: a free UDP port on a shared address may
@@ -358,42 +391,71 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	}
 	c, err := cluster.Start(ccfg, clog)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	defer func() {
+	r := &run{c: c}
+	r.closers = append(r.closers, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := c.Stop(sctx); err != nil {
 			log.Debug("cluster stop", "err", err)
 		}
-	}()
+	})
 	// Connecting and the first successful call get 30 s: seconds on a starved machine, and
 	// nothing is measured yet.
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	client, closeFn, err := ct.Connect(cctx, c, cfg.ModeOptions)
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	r.setup = setup
+	r.closers = append(r.closers, cancel)
+	client, closeFn, err := ct.Connect(setup, c, cfg.ModeOptions)
 	if err != nil {
-		return Result{}, err
+		r.close()
+		return nil, err
 	}
-	defer closeFn()
-	call := load.Unary(client)
-	// Warm up: the first successful call, bounded, so connection set-up is not measured.
+	r.client = client
+	r.closers = append(r.closers, func() { closeFn() })
+	return r, nil
+}
+
+// warm makes calls until one succeeds, each bounded by 5 s, so connection set-up is not
+// measured; it fails when ctx ends first.
+func warm(ctx context.Context, call load.CallFunc) error {
 	for {
-		wctx, wcancel := context.WithTimeout(cctx, 5*time.Second)
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := call(wctx)
 		wcancel()
 		if err == nil {
-			break
+			return nil
 		}
-		if cctx.Err() != nil {
-			return Result{}, fmt.Errorf("no successful call within 30s: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("no successful call within 30s: %w", err)
 		}
 		t := time.NewTimer(50 * time.Millisecond) // retry interval
 		select {
 		case <-t.C:
-		case <-cctx.Done():
+		case <-ctx.Done():
 		}
 	}
+}
+
+// driven is what a run produced: the load report and what score needs of the cluster.
+type driven struct {
+	report *load.Report
+	// event is when the scenario's event happened (zero: it did not).
+	event time.Time
+	// attempts counts the unary attempts the client sent during the load; counted is false
+	// when the client does not count them.
+	attempts int64
+	counted  bool
+	// before are the pods before the load; live the ready, unfrozen pods at its end.
+	before map[string]bool
+	live   []string
+}
+
+// drive runs the load on r's client for cfg.Duration at cfg.Rate (unary calls, or sc.Streams
+// resuming streams), makes the scenario's event at cfg.EventAt into it, and reads the pods
+// before and after.
+func drive(ctx context.Context, cfg Config, sc Scenario, r *run) (driven, error) {
+	c, client := r.c, r.client
 	before := map[string]bool{}
 	for _, p := range c.Pods() {
 		before[p.Pod] = true
@@ -427,43 +489,57 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	}
 	lcfg := load.Config{Rate: cfg.Rate, Duration: cfg.Duration, Window: cfg.Window, CallTimeout: cfg.CallTimeout}
 	var lr *load.Report
+	var err error
 	if sc.Streams > 0 {
 		every := time.Duration(float64(sc.Streams) / cfg.Rate * float64(time.Second))
 		count := uint32(min(int64(cfg.Duration/max(every, time.Millisecond))+100, 100000))
 		lr, err = load.RunStreams(ctx, lcfg, sc.Streams, load.ResumingStream(client, count, every))
 	} else {
-		lr, err = load.Run(ctx, lcfg, call)
+		lr, err = load.Run(ctx, lcfg, load.Unary(client))
 	}
 	stopEvent()
 	<-evDone
 	if err != nil {
-		return Result{}, err
+		return driven{}, err
 	}
 	if eventErr != nil {
-		return Result{}, fmt.Errorf("scenario event: %w", eventErr)
+		return driven{}, fmt.Errorf("scenario event: %w", eventErr)
 	}
+	d := driven{report: lr, event: eventTime, counted: counted, before: before}
+	if counted {
+		d.attempts = counter.Attempts() - attempts0
+	}
+	// The live pods at the end: ready, and not frozen.
+	frozen := map[string]bool{}
+	for _, p := range c.Status() {
+		frozen[p.Name] = p.Frozen
+	}
+	for _, p := range c.Endpoints().Ready() {
+		if !frozen[p.Pod] {
+			d.live = append(d.live, p.Pod)
+		}
+	}
+	return d, nil
+}
+
+// score turns a driven run into its Result: failed calls, attempts per call, the balance over
+// the live pods in the last quarter of the run, and how soon the pods the event added got
+// their first call. It reads only d, so it is tested on synthetic reports.
+func score(sc Scenario, d driven) Result {
+	lr := d.report
 	res := Result{Report: lr, EventMS: -1, FirstNewMS: -1, AllNewMS: -1}
-	if !eventTime.IsZero() {
-		res.EventMS = ms(eventTime.Sub(lr.Start))
+	if !d.event.IsZero() {
+		res.EventMS = ms(d.event.Sub(lr.Start))
 	}
-	if counted && sc.Streams == 0 && lr.Started > 0 {
-		res.AttemptsPerCall = float64(counter.Attempts()-attempts0) / float64(lr.Started)
+	if d.counted && sc.Streams == 0 && lr.Started > 0 {
+		res.AttemptsPerCall = float64(d.attempts) / float64(lr.Started)
 	}
 	res.Failed = lr.Failed + lr.Dropped
 	if lr.Scheduled > 0 {
 		res.FailedPct = 100 * float64(res.Failed) / float64(lr.Scheduled)
 	}
-	// Balance over the live pods in the last quarter of the run: ready, and not frozen.
-	frozen := map[string]bool{}
-	for _, p := range c.Status() {
-		frozen[p.Name] = p.Frozen
-	}
-	var live []string
-	for _, p := range c.Endpoints().Ready() {
-		if !frozen[p.Pod] {
-			live = append(live, p.Pod)
-		}
-	}
+	// Balance over the live pods in the last quarter of the run.
+	live := d.live
 	res.LivePods = len(live)
 	counts := map[string]int{}
 	from := len(lr.Windows) * 3 / 4
@@ -495,7 +571,7 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 	if sc.AddsPods && res.EventMS >= 0 {
 		var firsts []float64
 		for _, p := range live {
-			if before[p] {
+			if d.before[p] {
 				continue
 			}
 			res.NewPods++
@@ -511,7 +587,7 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, ct Contender, net int,
 			res.AllNewMS = slices.Max(firsts)
 		}
 	}
-	return res, nil
+	return res
 }
 
 // Names returns the contenders' names.
