@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/listwatch"
 )
 
 var _ endpoint.Source = (*Source)(nil)
@@ -39,6 +40,8 @@ type config struct {
 	reg    prometheus.Registerer
 	resync time.Duration
 	now    func() time.Time
+
+	errEvery time.Duration
 }
 
 // WithLogger sets the logger for watch errors and restarts (default: slog.Default()).
@@ -57,6 +60,13 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(c *config) { c.reg = reg }
 }
 
+// WithErrorLogEvery sets the least interval between two Warn lines about failing list or
+// watch calls, over all the Source's Services (default 30 s); every failure is logged at
+// Debug, and the first success after a Warn at Info.
+func WithErrorLogEvery(d time.Duration) Option {
+	return func(c *config) { c.errEvery = d }
+}
+
 // WithResync sets the informers' resync period (default 0: none; the watch alone keeps the
 // cache current, and every set is recomputed from the whole cache anyway).
 func WithResync(d time.Duration) Option {
@@ -71,6 +81,7 @@ type Source struct {
 	resync time.Duration
 	now    func() time.Time
 	m      *metrics
+	errors *listwatch.Reporter // of every watch: one Warn line per interval, whatever the Service
 
 	ctx    context.Context // done after Close
 	cancel context.CancelFunc
@@ -95,6 +106,7 @@ func New(client kubernetes.Interface, opts ...Option) *Source {
 		resync:  cfg.resync,
 		now:     cfg.now,
 		m:       newMetrics(cfg.reg),
+		errors:  listwatch.NewReporter(cfg.log, "endpointslices", listwatch.WithEvery(cfg.errEvery)),
 		ctx:     ctx,
 		cancel:  cancel,
 		watches: make(map[serviceID]*serviceWatch),
@@ -106,9 +118,11 @@ func New(client kubernetes.Interface, opts ...Option) *Source {
 //
 // Subscribe blocks until the Service's EndpointSlices have been listed, so that the first set
 // fn gets is the real current state (possibly empty). It returns an error, and no
-// subscription, when that first list fails (for example Forbidden when RBAC does not allow
-// list+watch on endpointslices), or when ctx ends first. After that first list, watch errors
-// are retried by the informer with backoff and the last known set stays current.
+// subscription, when that first list fails with an error no retry cures (for example
+// Forbidden when RBAC does not allow list+watch on endpointslices), or when ctx ends first.
+// Other failures (the API server is unreachable) are retried with backoff, and logged: a
+// Warn line at most every 30 s (WithErrorLogEvery). After the first list, watch errors are
+// retried likewise and the last known set stays current.
 //
 // wait blocks until delivery has stopped (after ctx is done) and the Service's watch is
 // released.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/listwatch"
 )
 
 // TriggerTimeAnnotation is set by the endpointslice controller to the time of the Pod or
@@ -91,7 +92,8 @@ func (s *Source) startWatch(id serviceID) *serviceWatch {
 	}
 	w.informer = cache.NewSharedIndexInformerWithOptions(
 		// The client tells whether it supports watch-list semantics (fake clientsets do not).
-		cache.ToListWatcherWithWatchListSemantics(lw, s.client),
+		// The Reporter logs failing calls, which client-go retries silently.
+		cache.ToListWatcherWithWatchListSemantics(s.errors.Wrap(lw, "service", id.String()), s.client),
 		&discoveryv1.EndpointSlice{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: s.resync},
 	)
@@ -115,21 +117,19 @@ func (s *Source) startWatch(id serviceID) *serviceWatch {
 	return w
 }
 
-// watchError runs on every list or watch error of the informer. Before the first sync it
-// fails the watch, so that Subscribe returns the error (Forbidden, Unauthorized, ...) at once
-// instead of waiting for a sync that may never come.
+// watchError runs on the list and watch errors of the informer; the Source's Reporter logs
+// them. Before the first sync, an error no retry cures (Forbidden,
+// Unauthorized, ...) fails the watch, so that Subscribe returns it at once instead of
+// waiting for a sync that cannot come; any other (the API server is unreachable or
+// overloaded) is retried with backoff.
 func (w *serviceWatch) watchError(ctx context.Context, r *cache.Reflector, err error) {
-	cache.DefaultWatchErrorHandler(ctx, r, err) // keeps the reflector's own recovery logic
+	w.src.errors.WatchError(ctx, err, "service", w.id.String())
 	w.src.m.watchErrors.WithLabelValues(w.id.namespace, w.id.service).Inc()
-	if !w.isSynced.Load() {
+	if !w.isSynced.Load() && listwatch.Permanent(err) {
 		w.failOnce.Do(func() {
 			w.failErr = err
 			close(w.failed)
 		})
-		return
-	}
-	if ctx.Err() == nil {
-		w.src.log.Warn("endpointslice: watch error, retrying", "service", w.id.String(), "err", err)
 	}
 }
 

@@ -12,12 +12,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
+	"github.com/spread-grpc/spread/internal/listwatch"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -67,7 +70,24 @@ func NewKubernetes(inner xds.ServiceSource, client gatewayclient.Interface, opts
 	s := &Source{inner: inner, o: newOptions(opts), status: &statusWriter{client: client}}
 	s.start = func(ctx context.Context, poke func()) (func() ([]*gatewayv1.GRPCRoute, error), func(context.Context) bool, error) {
 		factory := gatewayinformers.NewSharedInformerFactoryWithOptions(client, 0, gatewayinformers.WithNamespace(s.o.namespace))
+		// The informer is built over a ListWatch whose failures are logged (client-go
+		// retries them silently); the factory's lister then reads it.
+		rep := listwatch.NewReporter(s.o.log, "grpcroutes")
+		factory.InformerFor(&gatewayv1.GRPCRoute{}, func(c gatewayclient.Interface, resync time.Duration) cache.SharedIndexInformer {
+			api := c.GatewayV1().GRPCRoutes(s.o.namespace)
+			lw := rep.Wrap(&cache.ListWatch{
+				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+					return api.List(ctx, o)
+				},
+				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+					return api.Watch(ctx, o)
+				},
+			})
+			return cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, c), &gatewayv1.GRPCRoute{},
+				cache.SharedIndexInformerOptions{ResyncPeriod: resync, Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}})
+		})
 		inf := factory.Gateway().V1().GRPCRoutes()
+		_ = inf.Informer().SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) { rep.WatchError(ctx, err) })
 		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { poke() },
 			UpdateFunc: func(any, any) { poke() },

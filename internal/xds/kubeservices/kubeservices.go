@@ -18,14 +18,19 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/spread-grpc/spread/endpoint"
+	"github.com/spread-grpc/spread/internal/listwatch"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -41,12 +46,17 @@ func WithAllServices() Option { return func(s *Source) { s.all = true } }
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
 
+// WithErrorLogEvery sets the least interval between two Warn lines about failing list or
+// watch calls (default listwatch.DefaultEvery, 30 s); every failure is logged at Debug.
+func WithErrorLogEvery(d time.Duration) Option { return func(s *Source) { s.errEvery = d } }
+
 // Source watches Services. Create it with New.
 type Source struct {
 	client    kubernetes.Interface
 	namespace string
 	all       bool
 	log       *slog.Logger
+	errEvery  time.Duration
 }
 
 var _ xds.ServiceSource = (*Source)(nil)
@@ -64,10 +74,11 @@ func New(client kubernetes.Interface, opts ...Option) *Source {
 // informer has synced, then again after each change that alters the list.
 //
 // Like the EndpointSlice source (see endpoint.Source), it blocks until the first list has
-// succeeded, so that a failure is an error instead of a wait for a sync that never comes: it
-// returns the first list error (Forbidden when RBAC does not allow list+watch on services,
-// Unauthorized, ...) and starts nothing, or ctx's cause when ctx ends first. After the first
-// sync, watch errors are retried by the informer and the last list stays current.
+// succeeded. A list error no retry cures (Forbidden when RBAC does not allow list+watch on
+// services, Unauthorized, ...) is returned at once and starts nothing; ctx's cause is
+// returned when ctx ends first. Other failures (the API server is unreachable) are retried
+// with backoff and logged, a Warn line at most every 30 s (WithErrorLogEvery). After the
+// first sync, watch errors are retried likewise and the last list stays current.
 func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (func(), error) {
 	if s.client == nil {
 		return nil, errors.New("kubeservices: no Kubernetes client")
@@ -77,6 +88,22 @@ func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (fun
 	}
 	watchCtx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(s.namespace))
+	// The Service informer is built over a ListWatch whose failures are reported (client-go
+	// retries them silently); the factory's lister then reads it.
+	rep := listwatch.NewReporter(s.log, "services", listwatch.WithEvery(s.errEvery))
+	factory.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		api := c.CoreV1().Services(s.namespace)
+		lw := rep.Wrap(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return api.List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return api.Watch(ctx, o)
+			},
+		})
+		return cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, c), &corev1.Service{},
+			cache.SharedIndexInformerOptions{ResyncPeriod: resync, Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}})
+	})
 	inf := factory.Core().V1().Services()
 	lister := inf.Lister()
 	changed := make(chan struct{}, 1)
@@ -101,13 +128,12 @@ func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (fun
 		failed   = make(chan struct{}) // closed on the first list/watch error before sync
 	)
 	_ = inf.Informer().SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-		cache.DefaultWatchErrorHandler(ctx, r, err) // keeps the reflector's own recovery logic
-		if !synced.Load() {
+		rep.WatchError(ctx, err)
+		// The Reporter logs the failure. Before the first sync, an error no retry cures
+		// (Forbidden, Unauthorized, ...) fails the watch; any other (the API server is
+		// unreachable, overloaded) is retried, and /readyz stays 503 meanwhile.
+		if !synced.Load() && listwatch.Permanent(err) {
 			failOnce.Do(func() { failErr = err; close(failed) })
-			return
-		}
-		if ctx.Err() == nil {
-			s.log.Warn("kubeservices: watch error, retrying", "err", err)
 		}
 	})
 	factory.Start(watchCtx.Done())
