@@ -76,6 +76,21 @@ func render(t *testing.T, dir string) rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decode(t, dir, out)
+}
+
+// decodeFile reads a plain manifest file (not a kustomization).
+func decodeFile(t *testing.T, path string) rendered {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decode(t, path, b)
+}
+
+func decode(t *testing.T, dir string, out []byte) rendered {
+	t.Helper()
 	r := rendered{deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{}, accounts: map[string]*corev1.ServiceAccount{}}
 	for _, obj := range kubetest.DecodeObjects(t, out) {
 		r.objs = append(r.objs, obj)
@@ -151,11 +166,24 @@ func TestOverlaysRender(t *testing.T) {
 }
 
 // TestAdminPortsNotExposed resolves every Service port to the container port it reaches and
-// refuses admin (metrics, debug) and health ports.
+// refuses admin (metrics, debug) and health ports, in every overlay and in the plain
+// deploy/xds/xds.yaml.
 func TestAdminPortsNotExposed(t *testing.T) {
+	sources := []string{"xds/xds.yaml"}
 	for _, o := range overlays {
+		sources = append(sources, "overlays/"+o)
+	}
+	for _, o := range sources {
 		t.Run(o, func(t *testing.T) {
-			r := render(t, filepath.Join("overlays", o))
+			var r rendered
+			if strings.HasSuffix(o, ".yaml") {
+				r = decodeFile(t, o)
+			} else {
+				r = render(t, o)
+			}
+			if len(r.services) == 0 {
+				t.Fatal("no Service")
+			}
 			for _, svc := range r.services {
 				sel := labels.SelectorFromSet(svc.Spec.Selector)
 				matched := false
