@@ -195,8 +195,21 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	}
 	srv := admin.NewHTTPServer(g.Wrap(fe.Handler()), admin.LimitsFor(frontend.DefaultRequestTimeout))
 	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
+	// As in `spread frontend`: requests still running halfway through the server's grace are
+	// cut and answer with what they have (partial JSON, "interrupted": true), so Shutdown
+	// ends cleanly instead of closing their connections with no answer.
+	interrupt := make(chan *time.Timer, 1)
+	srv.RegisterOnShutdown(func() { interrupt <- time.AfterFunc(cfg.Grace/4, fe.Interrupt) })
 	d.nsrv++
-	go func() { d.errc <- admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log) }()
+	go func() {
+		err := admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log)
+		select {
+		case t := <-interrupt: // not needed any more once the server is down
+			t.Stop()
+		default:
+		}
+		d.errc <- err
+	}()
 	if adminLis != nil {
 		d.AdminURL = "http://" + adminLis.Addr().String()
 		a := admin.New(reg, admin.WithReadiness(func() error {
