@@ -125,7 +125,9 @@ func TestUnreachableAPIServerIsLogged(t *testing.T) {
 		firstWarn = time.Now()
 		return true
 	})
-	failures := func() int { return len(rec.matching(slog.LevelDebug, "kube: list services failed")) + len(rec.matching(slog.LevelDebug, "kube: watch services failed")) }
+	failures := func() int {
+		return len(rec.matching(slog.LevelDebug, "kube: list services failed")) + len(rec.matching(slog.LevelDebug, "kube: watch services failed"))
+	}
 	waitFor("4 failed calls", func() bool { return failures() >= 4 })
 	warns := rec.matching(slog.LevelWarn, "kube: cannot")
 	elapsed := time.Since(firstWarn)
