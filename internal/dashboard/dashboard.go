@@ -85,6 +85,9 @@ const (
 	loadMaxInFlight   = 64
 	defaultInterval   = 250 * time.Millisecond
 	defaultMaxStreams = 64
+	// defaultStreamLifetime bounds one event stream: it then ends cleanly and the page's
+	// EventSource reconnects after reconnectMS, so an open tab holds no connection for ever.
+	defaultStreamLifetime = 10 * time.Minute
 	// newPodFor is how long a pod created after the dashboard started shows as new.
 	newPodFor = 30 * time.Second
 	// reconnectMS is the EventSource retry delay the stream asks for.
@@ -102,6 +105,7 @@ type options struct {
 	controls   http.Handler
 	interval   time.Duration
 	maxStreams int
+	lifetime   time.Duration
 	now        func() time.Time
 }
 
@@ -121,6 +125,17 @@ func WithInterval(d time.Duration) Option { return func(o *options) { o.interval
 // WithMaxStreams bounds concurrent event streams (default 64); more are refused with 503.
 func WithMaxStreams(n int) Option { return func(o *options) { o.maxStreams = n } }
 
+// WithStreamLifetime bounds how long one event stream lasts (default 10 min): it then ends
+// and the browser's EventSource reconnects a second later (the retry the stream sends), so
+// a stream's slot (WithMaxStreams) and connection come back even from a tab left open.
+func WithStreamLifetime(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.lifetime = d
+		}
+	}
+}
+
 // WithClock sets the clock used to mark pods new (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
@@ -132,6 +147,7 @@ type Dashboard struct {
 	cluster  Cluster
 	controls http.Handler
 	interval time.Duration
+	lifetime time.Duration
 	now      func() time.Time
 	instance string    // identifies this process to the page, which notices a restart
 	started  time.Time // pods created before the dashboard are not "new"
@@ -144,14 +160,14 @@ type Dashboard struct {
 
 // New returns a dashboard for fe whose charts read win (which fe must report its calls to).
 func New(fe Frontend, win *Window, opts ...Option) *Dashboard {
-	o := options{log: slog.New(slog.DiscardHandler), interval: defaultInterval, maxStreams: defaultMaxStreams, now: time.Now}
+	o := options{log: slog.New(slog.DiscardHandler), interval: defaultInterval, maxStreams: defaultMaxStreams, lifetime: defaultStreamLifetime, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	var id [6]byte
 	rand.Read(id[:])
 	d := &Dashboard{fe: fe, win: win, log: o.log, cluster: o.cluster, controls: o.controls,
-		interval: o.interval, now: o.now, instance: hex.EncodeToString(id[:]), started: o.now(),
+		interval: o.interval, lifetime: o.lifetime, now: o.now, instance: hex.EncodeToString(id[:]), started: o.now(),
 		streams: make(chan struct{}, o.maxStreams), done: make(chan struct{})}
 	if d.controls != nil {
 		d.loads = newLoads(fe.CallOnce, o.log)
@@ -324,8 +340,9 @@ func orZeros(s []int, n int) []int {
 }
 
 // serveEvents streams the state as server-sent events until the client goes, the write
-// stalls, or EndStreams. Each stream is served by its own request goroutine alone (no helper
-// goroutines), and the number of streams is bounded.
+// stalls (writeTimeout per event), the stream's lifetime ends, or EndStreams. Each stream is
+// served by its own request goroutine alone (no helper goroutines), and the number of
+// streams is bounded.
 func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-d.done:
@@ -362,6 +379,8 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	t := time.NewTicker(d.interval)
 	defer t.Stop()
+	life := time.NewTimer(d.lifetime)
+	defer life.Stop()
 	for seq := 1; ; seq++ {
 		// A new subscriber gets the current state at once, then every tick.
 		b, err := json.Marshal(d.State())
@@ -376,6 +395,8 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-d.done:
+			return
+		case <-life.C: // the page reconnects after the retry delay
 			return
 		case <-t.C:
 		}

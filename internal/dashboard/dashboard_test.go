@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/spread-grpc/spread/internal/admin"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -458,4 +461,68 @@ func mustGet(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestStreamBounds serves the event stream from the HTTP server the frontend uses
+// (admin.NewHTTPServer), with a WriteTimeout far shorter than the stream: the stream
+// outlives it (each event sets its own write deadline), ends cleanly when its lifetime is
+// over, its slot comes back, and a stream over WithMaxStreams is refused meanwhile.
+func TestStreamBounds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const lifetime = 1500 * time.Millisecond
+	win := NewWindow(0, nil)
+	d := New(&fakeFrontend{win: win, modes: []string{"m"}}, win,
+		WithMaxStreams(1), WithInterval(20*time.Millisecond), WithStreamLifetime(lifetime))
+	mux := http.NewServeMux()
+	d.Register(mux)
+	limits := admin.DefaultLimits()
+	limits.WriteTimeout = lifetime / 5
+	srv := admin.NewHTTPServer(mux, limits)
+	srv.RegisterOnShutdown(d.EndStreams)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		d.Close()
+	})
+	url := "http://" + lis.Addr().String()
+
+	start := time.Now()
+	a := openStream(t, ctx, url)
+	defer a.cancel()
+	a.state(t)
+	if resp := mustDo(t, ctx, http.MethodGet, url+"/events", nil); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second stream with a limit of 1: %s, want 503 with Retry-After", resp.Status)
+	}
+	events := 0
+	for {
+		ev, err := a.next()
+		if err != nil {
+			if err != io.EOF {
+				t.Fatalf("stream ended with %v after %v, want a clean end (EOF)", err, time.Since(start))
+			}
+			break
+		}
+		if _, ok := ev["data"]; ok {
+			events++
+		}
+	}
+	took := time.Since(start)
+	t.Logf("stream ended after %v, %d events (lifetime %v, server WriteTimeout %v)", took, events, lifetime, limits.WriteTimeout)
+	if took < lifetime {
+		t.Errorf("stream ended after %v, before its lifetime %v", took, lifetime)
+	}
+	if events < 2 {
+		t.Errorf("%d events before the end, want a live stream", events)
+	}
+	eventually(t, "the stream's slot back", func() bool { return d.OpenStreams() == 0 })
+	b := openStream(t, ctx, url)
+	defer b.cancel()
+	b.state(t)
 }
