@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/frontend"
 )
 
@@ -48,7 +49,7 @@ func TestStopAnswersLongRequests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	d, err := Start(Config{
-		Cluster: ClusterConfig{
+		Cluster: cluster.Config{
 			Replicas: 2, FirstPodIP: netip.MustParseAddr("127.0.17.1"), PodPort: 0,
 			VIP: "127.96.0.17:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-",
 		},
