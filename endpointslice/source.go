@@ -118,11 +118,11 @@ func New(client kubernetes.Interface, opts ...Option) *Source {
 //
 // Subscribe blocks until the Service's EndpointSlices have been listed, so that the first set
 // fn gets is the real current state (possibly empty). It returns an error, and no
-// subscription, when that first list fails with an error no retry cures (for example
-// Forbidden when RBAC does not allow list+watch on endpointslices), or when ctx ends first.
-// Other failures (the API server is unreachable) are retried with backoff, and logged: a
-// Warn line at most every 30 s (WithErrorLogEvery). After the first list, watch errors are
-// retried likewise and the last known set stays current.
+// subscription, when that first list fails (for example Forbidden when RBAC does not allow
+// list+watch on endpointslices, or a refused connection), or when ctx ends first. After that
+// first list, watch errors are retried by the informer with backoff and the last known set
+// stays current. Failing calls are logged: a Warn line at most every 30 s
+// (WithErrorLogEvery), each at Debug.
 //
 // wait blocks until delivery has stopped (after ctx is done) and the Service's watch is
 // released.

@@ -2,8 +2,6 @@ package endpointslice
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -35,9 +33,10 @@ func (s *syncBuffer) String() string {
 }
 
 // TestUnreachableAPIServerIsLogged: a real client to a loopback port nothing listens on.
-// Subscribe keeps waiting for the first list (a refused connection may pass), and the
-// failing calls are logged at Warn naming the Service and the error; client-go alone says
-// nothing at the default verbosity. When ctx ends, Subscribe returns and Close is prompt.
+// client-go alone retries in silence (watch-list mode: nothing below klog verbosity 2, and a
+// backoff that ignores the context). Subscribe must return an error naming the refused
+// connection, promptly, so that its caller (the resolver: ReportError, then backoff) can
+// say so; the failure is logged at Warn naming the Service; and Close is prompt.
 func TestUnreachableAPIServerIsLogged(t *testing.T) {
 	ctx := testCtx(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -52,36 +51,23 @@ func TestUnreachableAPIServerIsLogged(t *testing.T) {
 	}
 	var buf syncBuffer
 	src := New(client, WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	defer src.Close()
 
-	subCtx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := src.Subscribe(subCtx, endpoint.Key{Namespace: "ns", Service: "be", Port: "grpc"}, func(endpoint.Set) {})
-		errc <- err
-	}()
-	for !strings.Contains(buf.String(), "level=WARN") {
-		select {
-		case err := <-errc:
-			t.Fatalf("Subscribe returned %v before any Warn; a refused connection is retried", err)
-		case <-ctx.Done():
-			t.Fatal("no Warn about the failing list/watch")
-		case <-time.After(20 * time.Millisecond):
-		}
+	_, err = src.Subscribe(ctx, endpoint.Key{Namespace: "ns", Service: "be", Port: "grpc"}, func(endpoint.Set) {})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "ns/be") {
+		t.Fatalf("Subscribe with the API server unreachable: %v, want an error naming the Service and the refused connection", err)
 	}
 	line := buf.String()
+	if !strings.Contains(line, "level=WARN") {
+		t.Fatalf("no Warn about the failing list/watch: %q", line)
+	}
 	for _, want := range []string{"endpointslices", "service=ns/be", "connection refused", host} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log %q does not say %q", line, want)
 		}
 	}
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Subscribe after cancel: %v, want context.Canceled", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Subscribe did not return after its context ended")
+	if n := src.activeWatches(); n != 0 {
+		t.Errorf("%d watches left after a failed Subscribe", n)
 	}
 	closed := make(chan struct{})
 	go func() { src.Close(); close(closed) }()

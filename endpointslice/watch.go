@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/spread-grpc/spread/endpoint"
-	"github.com/spread-grpc/spread/internal/listwatch"
 )
 
 // TriggerTimeAnnotation is set by the endpointslice controller to the time of the Pod or
@@ -118,14 +117,14 @@ func (s *Source) startWatch(id serviceID) *serviceWatch {
 }
 
 // watchError runs on the list and watch errors of the informer; the Source's Reporter logs
-// them. Before the first sync, an error no retry cures (Forbidden,
-// Unauthorized, ...) fails the watch, so that Subscribe returns it at once instead of
-// waiting for a sync that cannot come; any other (the API server is unreachable or
-// overloaded) is retried with backoff.
+// them. Before the first sync it fails the watch, so that Subscribe returns the error
+// (Forbidden, Unauthorized, connection refused, ...) at once instead of waiting for a sync
+// that may never come; the caller retries (the resolver reports the error to gRPC and
+// backs off).
 func (w *serviceWatch) watchError(ctx context.Context, r *cache.Reflector, err error) {
 	w.src.errors.WatchError(ctx, err, "service", w.id.String())
 	w.src.m.watchErrors.WithLabelValues(w.id.namespace, w.id.service).Inc()
-	if !w.isSynced.Load() && listwatch.Permanent(err) {
+	if !w.isSynced.Load() {
 		w.failOnce.Do(func() {
 			w.failErr = err
 			close(w.failed)
