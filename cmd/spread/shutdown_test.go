@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -103,5 +106,80 @@ func TestSIGTERMCutsRequestsWithAnAnswer(t *testing.T) {
 		if !a.res.Interrupted || a.res.OK < 1 || a.res.Failed < 1 || a.res.OK+a.res.Failed != 30 {
 			t.Errorf("%s: answer %s; want interrupted, ok >= 1, failed >= 1, ok+failed = 30", query, a.body)
 		}
+	}
+}
+
+// TestUncleanShutdownExitsOne: a client holds a connection with half a request (headers
+// never finished) through SIGTERM. The HTTP server's Shutdown waits for it until the
+// grace runs out, then cuts it: the shutdown is not clean, and the frontend says so and
+// exits 1, not 0 (the issue: "http shutdown not clean" and still exit 0).
+func TestUncleanShutdownExitsOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildSpread(t)
+	be := echotest.Start(t, "pod-a", "zone-a")
+	addr, adminAddr := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
+	var out syncBuffer
+	// A 1 s grace: far below the 5 s after which net/http counts a connection that has
+	// sent no whole request as idle, and the 10 s header timeout.
+	cmd := exec.Command(bin, "frontend", "--addr="+addr, "--admin-addr="+adminAddr, "--grace=1s", "--mode=a=passthrough:///"+be.Addr)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	get := func(url string) error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for get("http://"+adminAddr+"/readyz") != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("frontend never ready\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+	half, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	if _, err := io.WriteString(half, "GET /call/a HTTP/1.1\r\nHost: "+addr+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The server accepts connections in order: once a later connection is answered, the
+	// half-open one has been accepted (it is being served, not waiting in the backlog).
+	later := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := later.Get("http://" + addr + "/call/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		exited <- err // for the deferred Wait
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit after an unclean shutdown: %v, want exit status 1\n%s", err, out.String())
+		}
+		if !strings.Contains(out.String(), "not clean") {
+			t.Errorf("the log does not say the shutdown was not clean:\n%s", out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20s after SIGTERM\n%s", out.String())
 	}
 }
