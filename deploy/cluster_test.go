@@ -180,11 +180,12 @@ func podIPs(pods []corev1.Pod) []string {
 // can asks the real authorizer whether a service account may do verb on resource.
 func (c *cluster) can(t *testing.T, sa, saNS, verb, group, resource, ns string) bool {
 	t.Helper()
+	res, sub, _ := strings.Cut(resource, "/") // "grpcroutes/status"
 	r, err := c.admin.AuthorizationV1().SubjectAccessReviews().Create(testCtx(t, 10*time.Second), &authzv1.SubjectAccessReview{
 		Spec: authzv1.SubjectAccessReviewSpec{
 			User:               "system:serviceaccount:" + saNS + ":" + sa,
 			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + saNS, "system:authenticated"},
-			ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: resource},
+			ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: res, Subresource: sub},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -291,6 +292,12 @@ func TestOverlaysOnRealCluster(t *testing.T) {
 					{verb: "create", resource: "events", allowed: true}, {verb: "patch", resource: "events", allowed: true},
 					{verb: "list", resource: "events"}, {verb: "delete", resource: "events"}, {verb: "update", resource: "services"},
 					{verb: "create", resource: "events", ns: "default"},
+					{verb: "list", group: "gateway.networking.k8s.io", resource: "grpcroutes", allowed: true},
+					{verb: "watch", group: "gateway.networking.k8s.io", resource: "grpcroutes", allowed: true},
+					{verb: "update", group: "gateway.networking.k8s.io", resource: "grpcroutes/status", allowed: true},
+					{verb: "update", group: "gateway.networking.k8s.io", resource: "grpcroutes"},
+					{verb: "create", group: "gateway.networking.k8s.io", resource: "grpcroutes"},
+					{verb: "list", group: "gateway.networking.k8s.io", resource: "grpcroutes", ns: "default"},
 				})
 				testMode(t, c, ns, certs, "xds")
 			default:
