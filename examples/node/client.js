@@ -14,6 +14,10 @@
 //   {"target": "xds:///…", "n": 100, "name": "t1", "header": "x-user", "key": "u", "distinct": true, "until_pod": "be-6"}
 //                                        → {"counts": {"pod": n, …}, "errors": {"CODE: text": n, …}}
 //   {"target": "xds:///…", "state": true} → {"state": "IDLE"}
+// More request fields: "method": "SayHelloStream" (the pod of the stream's first message);
+// "concurrency": k callers share the n calls; "streak_prefix": "be-3", "streak": 400 stops
+// once the last 400 answers all came from pods whose names start so. Every answer also
+// carries "first" and "last": per pod, when (ms since the epoch) it answered first and last.
 'use strict';
 
 const path = require('path');
@@ -45,26 +49,64 @@ function sayHello(client, name, md) {
   });
 }
 
-// calls makes req.n calls one after another, named req.name; with req.header each carries
-// it, with the value req.key, or req.key + i when req.distinct. With req.until_pod it stops
-// after the first answer from that pod.
+function sayHelloStream(client, name, md) {
+  return new Promise((resolve) => {
+    const deadline = new Date(Date.now() + 5000);
+    const call = client.SayHelloStream({ name }, md, { deadline });
+    let done = false;
+    const finish = (r) => {
+      if (!done) {
+        done = true;
+        call.cancel();
+        resolve(r);
+      }
+    };
+    call.on('data', (reply) => finish({ pod: reply.pod }));
+    call.on('error', (err) => finish({ err }));
+    call.on('end', () => finish({ err: { code: grpc.status.UNKNOWN, details: 'stream ended without a message' } }));
+  });
+}
+
+// calls makes req.n calls, named req.name, over req.concurrency callers (one after another
+// each); with req.header each carries it, with the value req.key, or req.key + i when
+// req.distinct. With req.until_pod it stops after the first answer from that pod, with
+// req.streak_prefix after req.streak answers in a row from pods named so.
 async function calls(req) {
   const client = clientFor(req.target || target);
+  const call = req.method === 'SayHelloStream' ? sayHelloStream : sayHello;
   const counts = {};
   const errors = {};
-  for (let i = 0; i < (req.n || 10); i++) {
-    const md = new grpc.Metadata();
-    if (req.header) md.set(req.header, req.distinct ? `${req.key}${i}` : req.key);
-    const r = await sayHello(client, req.name || 'node', md);
-    if (r.err) {
-      const k = `${grpc.status[r.err.code]}: ${r.err.details}`;
-      errors[k] = (errors[k] || 0) + 1;
-      continue;
+  const first = {};
+  const last = {};
+  const n = req.n || 10;
+  let next = 0;
+  let streak = 0;
+  let stop = false;
+  async function caller() {
+    while (!stop && next < n) {
+      const i = next++;
+      const md = new grpc.Metadata();
+      if (req.header) md.set(req.header, req.distinct ? `${req.key}${i}` : req.key);
+      const r = await call(client, req.name || 'node', md);
+      const now = Date.now();
+      if (r.err) {
+        const k = `${grpc.status[r.err.code]}: ${r.err.details}`;
+        errors[k] = (errors[k] || 0) + 1;
+        streak = 0;
+        continue;
+      }
+      counts[r.pod] = (counts[r.pod] || 0) + 1;
+      if (!(r.pod in first)) first[r.pod] = now;
+      last[r.pod] = now;
+      if (req.until_pod && r.pod === req.until_pod) stop = true;
+      if (req.streak_prefix) {
+        streak = r.pod.startsWith(req.streak_prefix) ? streak + 1 : 0;
+        if (streak >= req.streak) stop = true;
+      }
     }
-    counts[r.pod] = (counts[r.pod] || 0) + 1;
-    if (req.until_pod && r.pod === req.until_pod) break;
   }
-  return { counts, errors };
+  await Promise.all(Array.from({ length: Math.max(1, req.concurrency || 1) }, caller));
+  return { counts, errors, first, last };
 }
 
 async function main() {

@@ -40,6 +40,11 @@ type request struct {
 	Distinct bool   `json:"distinct,omitempty"`
 	UntilPod string `json:"until_pod,omitempty"`
 	State    bool   `json:"state,omitempty"`
+	// Node client only (examples/node/client.js).
+	Method       string `json:"method,omitempty"`
+	Concurrency  int    `json:"concurrency,omitempty"`
+	StreakPrefix string `json:"streak_prefix,omitempty"`
+	Streak       int    `json:"streak,omitempty"`
 }
 
 // reply is one answer line.
@@ -47,6 +52,9 @@ type reply struct {
 	Counts map[string]int `json:"counts"`
 	Errors map[string]int `json:"errors"`
 	State  string         `json:"state"`
+	// First and Last: per pod, when it answered first and last (ms since the epoch; Node).
+	First map[string]int64 `json:"first"`
+	Last  map[string]int64 `json:"last"`
 }
 
 func (r reply) failed() int {
