@@ -134,4 +134,3 @@ func TestCanaryOverlayOnRealCluster(t *testing.T) {
 		t.Errorf("be's share not round-robin over its 5 pods: %v", got)
 	}
 }
-
