@@ -116,7 +116,11 @@ func startControlPlane(t testing.TB, addr string, eps xds.EndpointSource, svcs x
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(s.ServerOptions()...)
+	var so []grpc.ServerOption
+	if !*plainCodec {
+		so = s.ServerOptions()
+	}
+	g := grpc.NewServer(so...)
 	s.Register(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
