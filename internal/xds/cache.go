@@ -22,7 +22,7 @@ import (
 // version on a fresh stream (a client that moved from another replica, or reconnected after
 // a restart) is not answered again. A request naming a version this cache never had is held
 // for up to hold (the client is ahead of this replica, which will reach that version and
-// then send nothing; or it holds a state from before this process), so a lagging replica
+// then answer under it; or it holds a state from before this process), so a lagging replica
 // never moves a client back to an older configuration.
 type zoneCache struct {
 	hash func(*corev3.Node) string
@@ -99,9 +99,17 @@ func (c *zoneCache) set(key string, snap map[string]*typeSnapshot) {
 			continue
 		}
 		if ts.version == w.req.GetVersionInfo() {
-			if w.held { // caught up with the client: nothing to send
+			if w.held { // caught up with the client: no older state reaches it
 				w.held = false
 				w.timer.Stop()
+				// Same rules as an unheld watch: the first request of a stream is answered
+				// (under the client's own version), so a client that reconnected with a new
+				// subscription, or that dropped its resources (shouldRespond), is not left
+				// waiting for the next change.
+				if shouldRespond(w.req, w.sub, ts) {
+					w.out <- respond(w.req, w.sub, ts)
+					delete(c.watches[key], id)
+				}
 			}
 			continue
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"maps"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -155,7 +157,7 @@ func TestReplicasServeIdenticalVersions(t *testing.T) {
 
 // TestLaggingReplicaHoldsNewerClient: a client that saw a newer state on another replica is
 // not moved back to this replica's older one; it gets nothing until this replica reaches its
-// version (then nothing is due) and the next change after that.
+// version (then it is answered under that version), and the next change after that.
 func TestLaggingReplicaHoldsNewerClient(t *testing.T) {
 	ctx := testCtx(t, 30*time.Second)
 	var srcA, srcB fakeEndpoints // b's source lags behind a's
@@ -177,15 +179,76 @@ func TestLaggingReplicaHoldsNewerClient(t *testing.T) {
 	sb := openADS(t, ctx, b.addr)
 	sb.request(edsType, newer, "", beKey.String())
 	sb.none(300*time.Millisecond, "lagging replica answering a client ahead of it")
-	srcB.publish(beKey, ep(0), ep(1)) // b catches up: same content, same version, nothing to send
-	eventually(t, ctx, "b caught up", func() (bool, string) {
-		v := b.srv.Versions()[""]["endpoint"]
-		return v == newer, v
-	})
-	sb.none(300*time.Millisecond, "replica that reached the client's version")
+	srcB.publish(beKey, ep(0), ep(1)) // b catches up: same content, same version
+	// The first request of a stream is answered (shouldRespond), now under the client's own
+	// version, never an older one.
+	if r := sb.next(ctx); r.GetVersionInfo() != newer || len(r.GetResources()) != 1 {
+		t.Fatalf("after catching up: version %q with %d resources, want the client's %q with 1", r.GetVersionInfo(), len(r.GetResources()), newer)
+	} else {
+		sb.request(edsType, newer, r.GetNonce(), beKey.String())
+	}
+	sb.none(300*time.Millisecond, "replica that reached the client's version, after the ACK")
 	srcB.publish(beKey, ep(0), ep(1), ep(2))
 	if r := sb.next(ctx); r.GetVersionInfo() == newer {
 		t.Fatalf("change after catching up sent under the old version %q", newer)
+	}
+}
+
+// TestReconnectWithNewSubscription: a client that reconnects naming its current version and
+// a resource it did not subscribe to before gets that resource at once, not at the next
+// change — from the same replica, and from a lagging one once it reaches the client's version.
+func TestReconnectWithNewSubscription(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	other := endpoint.Key{Namespace: "default", Service: "other", Port: "grpc"}
+	ep := func(i int) endpoint.Endpoint {
+		return endpoint.Endpoint{Address: "127.0.0.1", Port: int32(23000 + i), Pod: "p" + string(rune('a'+i)), Ready: true, Serving: true}
+	}
+	var srcA, srcB fakeEndpoints
+	for _, src := range []*fakeEndpoints{&srcA, &srcB} {
+		src.publish(beKey, ep(0))
+		src.publish(other, ep(1))
+	}
+	srcA.publish(beKey, ep(0), ep(2)) // b lags behind a on be
+	svcs := xds.ServicesFromKeys(beKey, other)
+	a := startControlPlane(t, "127.0.0.1:0", &srcA, svcs)
+	b := startControlPlane(t, "127.0.0.1:0", &srcB, svcs, xds.WithUnknownVersionHold(time.Minute))
+	<-a.srv.Ready()
+	<-b.srv.Ready()
+	names := func(r *discoverygrpc.DiscoveryResponse) []string {
+		var out []string
+		for _, res := range r.GetResources() {
+			var cla endpointv3.ClusterLoadAssignment
+			if err := res.UnmarshalTo(&cla); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, cla.GetClusterName())
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{other.String(), beKey.String()}
+	slices.Sort(want)
+
+	s1 := openADS(t, ctx, a.addr)
+	s1.request(edsType, "", "", beKey.String())
+	r := s1.next(ctx)
+	v := r.GetVersionInfo()
+	s1.request(edsType, v, r.GetNonce(), beKey.String())
+
+	// Reconnect to a with v and one more name: both resources, under v.
+	s2 := openADS(t, ctx, a.addr)
+	s2.request(edsType, v, "", beKey.String(), other.String())
+	if r := s2.next(ctx); r.GetVersionInfo() != v || !slices.Equal(names(r), want) {
+		t.Fatalf("reconnected with a new name: version %q, resources %v; want %q, %v", r.GetVersionInfo(), names(r), v, want)
+	}
+
+	// The same on lagging replica b: held until it reaches v, then both resources under v.
+	s3 := openADS(t, ctx, b.addr)
+	s3.request(edsType, v, "", beKey.String(), other.String())
+	s3.none(300*time.Millisecond, "lagging replica answering a client ahead of it")
+	srcB.publish(beKey, ep(0), ep(2))
+	if r := s3.next(ctx); r.GetVersionInfo() != v || !slices.Equal(names(r), want) {
+		t.Fatalf("lagging replica after catching up: version %q, resources %v; want %q, %v", r.GetVersionInfo(), names(r), v, want)
 	}
 }
 
