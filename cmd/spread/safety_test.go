@@ -101,3 +101,24 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestHelpSaysWhatListens: each server's -h says where it listens by default, what is
+// authenticated, and its bounds (the issue asks that it be said in -h).
+func TestHelpSaysWhatListens(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"backend", []string{":50051", ":9090", "unauthenticated", "--tls-client-ca", "16 MiB", "resume_after"}},
+		{"frontend", []string{":8081", ":9091", "unauthenticated", "connections"}},
+		{"xds", []string{":18000", ":9090", "unauthenticated", "--no-debug-xds"}},
+		{"demo", []string{"loopback", "without authentication", "cross-site", "DNS rebinding"}},
+	} {
+		_, out := runCmd(tc.cmd, "-h")
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("spread %s -h does not say %q:\n%s", tc.cmd, w, out)
+			}
+		}
+	}
+}
