@@ -1,15 +1,19 @@
 package xdscmd
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/endpointslice"
+	"github.com/spread-grpc/spread/internal/listwatch"
 	"github.com/spread-grpc/spread/internal/xds"
 	"github.com/spread-grpc/spread/internal/xds/kubeservices"
 )
@@ -63,5 +67,31 @@ func KubeSourcesForConfig(rc *rest.Config, cfg Config, log *slog.Logger, reg pro
 			return nil, nil, nil, err
 		}
 	}
-	return eps, svcs, eps.Close, nil
+	return retrySubscribe{Source: eps, after: time.After}, svcs, eps.Close, nil
+}
+
+// retrySubscribe retries a Subscribe that failed for a reason a retry may cure (the API
+// server unreachable), with backoff from 1 s to 30 s, until ctx ends: the control plane
+// waits for a Service's endpoints, as the informer itself would once synced, instead of
+// serving none for it. An error no retry cures (Forbidden, ...) is returned at once. The
+// source logs the failures (endpointslice: a Warn line at most every 30 s).
+type retrySubscribe struct {
+	endpoint.Source
+	after func(time.Duration) <-chan time.Time
+}
+
+func (r retrySubscribe) Subscribe(ctx context.Context, key endpoint.Key, fn func(endpoint.Set)) (func(), error) {
+	delay := time.Second
+	for {
+		wait, err := r.Source.Subscribe(ctx, key, fn)
+		if err == nil || ctx.Err() != nil || listwatch.Permanent(err) {
+			return wait, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-r.after(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
 }

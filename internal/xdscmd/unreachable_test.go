@@ -2,17 +2,24 @@ package xdscmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/listwatch"
 )
 
@@ -174,5 +181,54 @@ func TestUnreachableAPIServerWithGRPCRoutes(t *testing.T) {
 	err := Run(ctx, cfg)
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Run = %v, want an error saying the connection was refused", err)
+	}
+}
+
+// failingSource fails its first fails Subscribes with err, then succeeds.
+type failingSource struct {
+	endpoint.Source
+	err   error
+	fails int
+	calls int
+}
+
+func (f *failingSource) Subscribe(context.Context, endpoint.Key, func(endpoint.Set)) (func(), error) {
+	f.calls++
+	if f.calls <= f.fails {
+		return nil, f.err
+	}
+	return func() {}, nil
+}
+
+// TestRetrySubscribe: the control plane's endpoint source retries a Subscribe refused for
+// an unreachable API server (endpointslice fails it at once, for the resolver's sake), with
+// a growing delay, and gives up at once on an error no retry cures.
+func TestRetrySubscribe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := endpoint.Key{Namespace: "ns", Service: "be", Port: "grpc"}
+	var delays []time.Duration
+	after := func(d time.Duration) <-chan time.Time {
+		delays = append(delays, d)
+		c := make(chan time.Time, 1)
+		c <- time.Time{}
+		return c
+	}
+	refused := &failingSource{err: fmt.Errorf("list endpointslices of ns/be: dial tcp 127.0.0.1:1: connect: %w", syscall.ECONNREFUSED), fails: 6}
+	if _, err := (retrySubscribe{Source: refused, after: after}).Subscribe(ctx, key, nil); err != nil || refused.calls != 7 {
+		t.Fatalf("after 6 refusals: %v in %d calls, want success on the 7th", err, refused.calls)
+	}
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second}; !slices.Equal(delays, want) {
+		t.Errorf("delays %v, want %v", delays, want)
+	}
+	forbidden := &failingSource{err: apierrors.NewForbidden(schema.GroupResource{Resource: "endpointslices"}, "", errors.New("no")), fails: 100}
+	if _, err := (retrySubscribe{Source: forbidden, after: after}).Subscribe(ctx, key, nil); !apierrors.IsForbidden(err) || forbidden.calls != 1 {
+		t.Errorf("Forbidden: %v after %d calls, want it at once", err, forbidden.calls)
+	}
+	done, stop := context.WithCancel(ctx)
+	stop()
+	never := func(time.Duration) <-chan time.Time { return nil }
+	if _, err := (retrySubscribe{Source: &failingSource{err: refused.err, fails: 100}, after: never}).Subscribe(done, key, nil); err == nil {
+		t.Error("a cancelled Subscribe succeeded")
 	}
 }
