@@ -50,8 +50,8 @@ current-context: c
 		{"demo", []string{"demo", "--first-pod-ip=127.0.25.1", "--pod-port=0", "--vip=127.96.0.25:0", "--dns-addr=127.0.0.1:0", "--xds-addr=-",
 			"--frontend-addr=" + demoFE, "--admin-addr=" + demoAdmin}, []string{demoAdmin, demoFE}},
 	} {
+		// One server at a time: each probe holds MaxConns connections (file descriptors).
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			var out syncBuffer
 			cmd := exec.Command(bin, tc.args...)
 			cmd.Stdout, cmd.Stderr = &out, &out
@@ -83,24 +83,37 @@ current-context: c
 				case <-time.After(50 * time.Millisecond): // poll interval
 				}
 			}
+			var held [][]net.Conn
+			defer func() {
+				for _, h := range held {
+					for _, c := range h {
+						c.Close()
+					}
+				}
+			}()
+			start := time.Now()
 			for _, addr := range tc.addrs {
-				probeBounds(t, addr, lim, &out)
+				held = append(held, probeCap(t, addr, lim))
+			}
+			// The header timeout: the first held connection of each server, which never sent
+			// a byte, is cut (waited for 3x as long).
+			for i, h := range held {
+				h[0].SetReadDeadline(start.Add(3 * lim.ReadHeaderTimeout))
+				if _, err := io.ReadAll(h[0]); err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Errorf("%s: a connection that sent nothing still open after %v (header timeout %v)\n%s", tc.addrs[i], time.Since(start), lim.ReadHeaderTimeout, out.String())
+					}
+				}
 			}
 		})
 	}
 }
 
-// probeBounds opens lim.MaxConns connections to addr that send nothing, then one more with
-// a whole request: that one must be closed unanswered. Then the first held connection must
-// be cut by the header timeout (lim.ReadHeaderTimeout; waited for 3x as long).
-func probeBounds(t *testing.T, addr string, lim admin.Limits, out *syncBuffer) {
+// probeCap opens lim.MaxConns connections to addr that send nothing, then one more with a
+// whole request: that one must be closed unanswered. It returns the held connections.
+func probeCap(t *testing.T, addr string, lim admin.Limits) []net.Conn {
 	t.Helper()
 	held := make([]net.Conn, 0, lim.MaxConns)
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
 	start := time.Now()
 	for range lim.MaxConns {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -122,18 +135,10 @@ func probeBounds(t *testing.T, addr string, lim admin.Limits, out *syncBuffer) {
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Errorf("%s: connection %d (cap %d) neither answered nor closed", addr, lim.MaxConns+1, lim.MaxConns)
 	}
-	opened := time.Since(start)
-	if opened >= lim.ReadHeaderTimeout/3 {
-		// The first held connections may have been cut already; the check above then
-		// proves less, but the header timeout below still holds.
-		t.Logf("%s: opening %d connections took %v", addr, lim.MaxConns, opened)
+	if took := time.Since(start); took >= lim.ReadHeaderTimeout/3 {
+		// The first held connections may have been cut by the header timeout already,
+		// freeing slots: the check above then proves less.
+		t.Logf("%s: opening %d connections took %v", addr, lim.MaxConns, took)
 	}
-	// The header timeout: the first held connection, which never sent a byte, is cut.
-	first := held[0]
-	first.SetReadDeadline(start.Add(3 * lim.ReadHeaderTimeout))
-	if _, err := io.ReadAll(first); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Errorf("%s: a connection that sent nothing still open after %v (header timeout %v)\n%s", addr, time.Since(start), lim.ReadHeaderTimeout, out.String())
-		}
-	}
+	return held
 }
