@@ -188,8 +188,9 @@ func TestBadAnnotationEvent(t *testing.T) {
 	if len(evs) != 1 {
 		t.Fatalf("%d Warning Events for one error, want 1 (deduplicated): %+v", len(evs), evs)
 	}
-	if e := evs[0]; !strings.Contains(e.Message, "round_robbin") || e.Source.Component != "spread-xds" {
-		t.Errorf("event message %q, source %q: want the bad value and component spread-xds", e.Message, e.Source.Component)
+	host, _ := os.Hostname()
+	if e := evs[0]; !strings.Contains(e.Message, "round_robbin") || e.Source.Component != "spread-xds" || e.Source.Host != host {
+		t.Errorf("event message %q, source %+v: want the bad value, component spread-xds, host %q", e.Message, e.Source, host)
 	}
 
 	// Fixed, then broken the same way: reported again (on the same Event, counting up).
@@ -220,4 +221,34 @@ func TestBadAnnotationEvent(t *testing.T) {
 		}
 	}
 	until("the re-broken Service reported again", func(evs []corev1.Event) bool { return len(evs) == 1 && evs[0].Count >= 4 })
+
+	// A second replica records its own Event (not deduplicated across replicas: see
+	// NewServiceEvents), naming itself.
+	eps2, svcs2, closeSrc2, err := KubeSourcesForConfig(rc, DefaultConfig(), log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSrc2()
+	cs2, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events2 := newServiceEvents(cs2, "replica-b")
+	defer events2.Close()
+	srv2, err := xds.New(eps2, svcs2, xds.WithLogger(log), xds.WithConfigErrorHandler(events2.Report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx2, stop2 := context.WithCancel(ctx)
+	done2 := make(chan error, 1)
+	go func() { done2 <- srv2.Run(runCtx2) }()
+	defer func() { stop2(); <-done2 }()
+	evs = until("a second replica's Event", func(evs []corev1.Event) bool { return len(evs) >= 2 })
+	hosts := map[string]bool{}
+	for _, e := range evs {
+		hosts[e.Source.Host] = true
+	}
+	if len(evs) != 2 || !hosts[host] || !hosts["replica-b"] {
+		t.Fatalf("events after a second replica: %d from hosts %v, want 2 from %q and replica-b", len(evs), hosts, host)
+	}
 }

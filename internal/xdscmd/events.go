@@ -2,6 +2,7 @@ package xdscmd
 
 import (
 	"fmt"
+	"os"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,11 +28,23 @@ type ServiceEvents struct {
 	r record.EventRecorder
 }
 
-// NewServiceEvents records through client, as component "spread-xds". Stop it with Close.
+// NewServiceEvents records through client, as component "spread-xds" on host os.Hostname()
+// (in a pod: the pod's name). Stop it with Close.
+//
+// Replicas are not deduplicated: each replica parses the annotations itself and records its
+// own Event, naming itself as the source host (`kubectl describe service` shows "spread-xds,
+// <pod>" per replica). Deduplicating across replicas would need coordination (a leader, or
+// reading Events before writing them: get/list on events, beyond least privilege) for an
+// Event that is the same in content; one per replica also shows which replicas rejected it.
 func NewServiceEvents(client kubernetes.Interface) *ServiceEvents {
+	host, _ := os.Hostname()
+	return newServiceEvents(client, host)
+}
+
+func newServiceEvents(client kubernetes.Interface, host string) *ServiceEvents {
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	return &ServiceEvents{b: b, r: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "spread-xds"})}
+	return &ServiceEvents{b: b, r: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "spread-xds", Host: host})}
 }
 
 // NewServiceEventsForConfig is NewServiceEvents over a REST configuration.
