@@ -19,13 +19,13 @@ import (
 func runBackend(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("backend", e)
 	setUsage(fs, e, backendUsage)
-	var cfg backend.Config
+	cfg := backend.DefaultConfig()
 	addr := fs.String("addr", ":50051", "gRPC listen address")
 	adminAddr := fs.String("admin-addr", ":9090", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
 	fs.StringVar(&cfg.Pod, "pod", backend.DefaultPodName(), "identity echoed in replies (default $POD_NAME, else the hostname)")
 	fs.StringVar(&cfg.Zone, "zone", e.getenv("POD_ZONE"), "topology zone echoed in replies (default $POD_ZONE)")
 	fs.StringVar(&cfg.PodIP, "pod-ip", e.getenv("POD_IP"), "address echoed in replies (default $POD_IP, else the listener's)")
-	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second, "bound on the graceful drain after SIGTERM; then in-flight calls are cancelled")
+	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "bound on the graceful drain after SIGTERM; then in-flight calls are cancelled")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", 0, "close client connections after this age (jittered) so clients re-resolve; 0 = never")
 	fs.DurationVar(&cfg.MaxConnectionAgeGrace, "max-connection-age-grace", 0, "how long calls may finish on an aged connection; 0 = unbounded")
 	fs.DurationVar(&cfg.MaxStreamAge, "max-stream-age", 0, "end each SayHelloStream after this age (±10% jitter) with the stream-age status, so clients resume it on another pod; 0 = never")

@@ -17,11 +17,11 @@ import (
 // prints the kubectl commands that turn them into the Secrets the deploy manifests mount.
 func runCerts(_ context.Context, args []string, e *env) error {
 	fs := newFlagSet("certs", e)
-	var b certgen.Bundle
-	fs.StringVar(&b.Dir, "out", "certs", "folder to write ca.crt, ca.key and <service>.crt/.key into (keep it out of git)")
-	fs.StringVar(&b.Namespace, "namespace", "spread", "Kubernetes namespace the Services' DNS names are in")
-	fs.StringVar(&b.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain")
-	fs.DurationVar(&b.ValidFor, "valid-for", 90*24*time.Hour, "validity of the service certificates")
+	b := certgen.DefaultBundle()
+	fs.StringVar(&b.Dir, "out", b.Dir, "folder to write ca.crt, ca.key and <service>.crt/.key into (keep it out of git)")
+	fs.StringVar(&b.Namespace, "namespace", b.Namespace, "Kubernetes namespace the Services' DNS names are in")
+	fs.StringVar(&b.ClusterDomain, "cluster-domain", b.ClusterDomain, "cluster DNS domain")
+	fs.DurationVar(&b.ValidFor, "valid-for", b.ValidFor, "validity of the service certificates")
 	caValid := fs.Duration("ca-valid-for", 365*24*time.Hour, "validity of a new CA")
 	caCert := fs.String("ca-cert", "", "issue from this existing CA certificate (with --ca-key) instead of creating one: rotation")
 	caKey := fs.String("ca-key", "", "private key of --ca-cert")

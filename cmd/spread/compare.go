@@ -19,15 +19,16 @@ import (
 
 func runCompare(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("compare", e)
+	d := compare.DefaultConfig() // the defaults, declared once there
 	modeList := fs.String("modes", "", "comma-separated modes to compare (default: every registered mode, plus nginx-l7 when nginx is installed)")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios (default: all: "+strings.Join(compare.ScenarioNames(), ", ")+")")
 	quick := fs.Bool("quick", false, "the quick preset: 6 s runs at 100 calls/s, dns-refresh every 2 s (well under a minute)")
-	rate := fs.Float64("rate", 100, "offered calls/s of each run")
-	duration := fs.Duration("duration", 30*time.Second, "length of each run")
-	eventAt := fs.Float64("event-at", 0.25, "when the scenario's event happens, as a fraction of --duration")
-	callTimeout := fs.Duration("call-timeout", time.Second, "deadline of each call")
+	rate := fs.Float64("rate", d.Rate, "offered calls/s of each run")
+	duration := fs.Duration("duration", d.Duration, "length of each run")
+	eventAt := fs.Float64("event-at", d.EventAt, "when the scenario's event happens, as a fraction of --duration")
+	callTimeout := fs.Duration("call-timeout", d.CallTimeout, "deadline of each call")
 	parallel := fs.Int("parallel", 0, "runs at once, each on its own cluster (default: every mode of a scenario)")
-	refresh := fs.Duration("dns-refresh-interval", 5*time.Second, "the dns-refresh modes' interval")
+	refresh := fs.Duration("dns-refresh-interval", d.ModeOptions.DNSRefreshInterval, "the dns-refresh modes' interval")
 	out := fs.String("out", "compare-report", `directory for report.md, report.html and report.json ("" writes none)`)
 	asJSON := fs.Bool("json", false, "print the JSON report instead of the Markdown tables")
 	newLog := logFlags(fs, e)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/spread-grpc/spread/internal/cluster"
 	"github.com/spread-grpc/spread/internal/demo"
@@ -13,10 +12,9 @@ import (
 func runDemo(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("demo", e)
 	setUsage(fs, e, demoUsage)
-	var cfg demo.Config
-	// The cluster's defaults are the library's, declared once there; only the xDS address
-	// differs: the command serves on the well-known port, the library on a free one.
-	cfg.Cluster = cluster.DefaultConfig()
+	// The defaults are the library's, declared once there; only the xDS address differs: the
+	// command serves on the well-known port, the library on a free one.
+	cfg := demo.DefaultConfig()
 	cfg.Cluster.XDSAddr = "127.0.0.1:18000"
 	fs.IntVar(&cfg.Cluster.Replicas, "replicas", cfg.Cluster.Replicas, fmt.Sprintf("backend pods, 1 to %d", cluster.MaxReplicas))
 	firstIP := fs.String("first-pod-ip", cfg.Cluster.FirstPodIP.String(), "first pod's address; pod i listens on first+i (loopback only)")
@@ -37,10 +35,10 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.Clients.For, "clusterip-clients-for", demo.DefaultClusterIPFor, fmt.Sprintf("how long the --clusterip-clients run, then stop (at most %v)", demo.MaxClusterIPClientsFor))
 	fs.IntVar(&cfg.Cluster.CanaryWeight, "canary-weight", cfg.Cluster.CanaryWeight, "% of the xds-canary mode's calls the canary GRPCRoute sends to the be-v2 Deployment, 0 to 100 (0: no be-v2, no route)")
 	fs.BoolVar(&cfg.ModeOptions.Tuned, "tuned", false, "give every mode the tuned client settings (keepalive, health checks, outlier detection, call deadline)")
-	fs.DurationVar(&cfg.ModeOptions.DNSRefreshInterval, "dns-refresh-interval", 5*time.Second, "interval of the dns-refresh mode's resolver")
-	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", "127.0.0.1:8081", "frontend HTTP address")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9081", `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
-	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second, "bound on the whole shutdown")
+	fs.DurationVar(&cfg.ModeOptions.DNSRefreshInterval, "dns-refresh-interval", cfg.ModeOptions.DNSRefreshInterval, "interval of the dns-refresh mode's resolver")
+	fs.StringVar(&cfg.FrontendAddr, "frontend-addr", cfg.FrontendAddr, "frontend HTTP address")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, `admin HTTP address for /metrics, /healthz, /readyz ("-" disables)`)
+	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "bound on the whole shutdown")
 	fs.BoolVar(&cfg.TLS, "tls", false, "mTLS between the frontend and every pod, with an ephemeral CA (certificates in a temporary folder, removed at exit)")
 	newLog := logFlags(fs, e)
 	if err := parse(fs, args); err != nil {

@@ -1,13 +1,26 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/spread-grpc/spread/internal/backend"
+	"github.com/spread-grpc/spread/internal/certgen"
 	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/compare"
+	"github.com/spread-grpc/spread/internal/demo"
 	"github.com/spread-grpc/spread/internal/flagalias"
+	"github.com/spread-grpc/spread/internal/frontend"
+	"github.com/spread-grpc/spread/internal/load"
+	"github.com/spread-grpc/spread/internal/xdscmd"
 )
 
 // canonical maps the names commands once used for the same thing to the one name every
@@ -133,4 +146,170 @@ func TestDemoFlagDefaultsAreTheLibrarys(t *testing.T) {
 			t.Errorf("spread demo --%s: usage %q, want the library default %s", name, usage, want)
 		}
 	}
+}
+
+// TestFlagDefaultsAreTheLibrarys fails when a command's -h shows a default other than its
+// library's DefaultConfig: the flag declared a default of its own, a second declaration.
+func TestFlagDefaultsAreTheLibrarys(t *testing.T) {
+	dur := func(d time.Duration) string { return d.String() }
+	num := func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+	fe, be, ld, cp, dm, xd := frontend.DefaultConfig(), backend.DefaultConfig(), load.DefaultConfig(), compare.DefaultConfig(), demo.DefaultConfig(), xdscmd.DefaultConfig()
+	certs := certgen.DefaultBundle()
+	want := map[string]map[string]string{
+		"frontend": {"call-timeout": dur(fe.CallTimeout), "request-timeout": dur(fe.RequestTimeout)},
+		"backend":  {"grace": dur(be.Grace)},
+		"load": {"rate": num(ld.Rate), "duration": dur(ld.Duration), "concurrency": strconv.Itoa(ld.MaxInFlight),
+			"window": dur(ld.Window), "call-timeout": dur(ld.CallTimeout)},
+		"compare": {"rate": num(cp.Rate), "duration": dur(cp.Duration), "event-at": num(cp.EventAt),
+			"call-timeout": dur(cp.CallTimeout), "dns-refresh-interval": dur(cp.ModeOptions.DNSRefreshInterval)},
+		"demo": {"frontend-addr": strconv.Quote(dm.FrontendAddr), "admin-addr": strconv.Quote(dm.AdminAddr), "grace": dur(dm.Grace),
+			"dns-refresh-interval": dur(dm.ModeOptions.DNSRefreshInterval)},
+		"xds": {"addr": strconv.Quote(xd.Listen), "admin-addr": strconv.Quote(xd.AdminListen), "grace": dur(xd.ShutdownGrace),
+			"zone-min-healthy": strconv.Itoa(xd.ZoneMinHealthy)},
+		"certs": {"out": strconv.Quote(certs.Dir), "namespace": strconv.Quote(certs.Namespace),
+			"cluster-domain": strconv.Quote(certs.ClusterDomain), "valid-for": dur(certs.ValidFor)},
+	}
+	for cmd, flags := range want {
+		shown := flagsOf(t, []string{cmd})
+		for name, def := range flags {
+			usage, ok := shown[name]
+			if !ok {
+				t.Errorf("spread %s has no --%s", cmd, name)
+				continue
+			}
+			if !strings.HasSuffix(usage, "(default "+def+")") {
+				t.Errorf("spread %s --%s: usage %q, want the library default %s", cmd, name, usage, def)
+			}
+		}
+	}
+}
+
+// TestNoFlagDeclaresALibraryDefault reads cmd/spread's source: a flag bound to a field of a
+// library's configuration (a variable the command got from another package: var v pkg.T or
+// v := pkg.F()) must take its default from that value, not from a literal of its own, so
+// the default is declared once, in the library. Zero literals (off, unset) are allowed.
+func TestNoFlagDeclaresALibraryDefault(t *testing.T) {
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imported := map[string]bool{}
+		for _, im := range f.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			n := p[strings.LastIndex(p, "/")+1:]
+			if im.Name != nil {
+				n = im.Name.Name
+			}
+			imported[n] = true
+		}
+		fromPkg := func(e ast.Expr) bool { // pkg.T, pkg.F(), pkg.T{}
+			switch x := e.(type) {
+			case *ast.CallExpr:
+				e = x.Fun
+			case *ast.CompositeLit:
+				e = x.Type
+			}
+			sel, ok := e.(*ast.SelectorExpr)
+			if !ok {
+				return false
+			}
+			id, ok := sel.X.(*ast.Ident)
+			return ok && imported[id.Name]
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			library := map[string]bool{} // local variables holding another package's config
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				switch s := n.(type) {
+				case *ast.AssignStmt:
+					for i, l := range s.Lhs {
+						if id, ok := l.(*ast.Ident); ok && i < len(s.Rhs) && fromPkg(s.Rhs[i]) {
+							library[id.Name] = true
+						}
+					}
+				case *ast.ValueSpec:
+					for _, id := range s.Names {
+						if s.Type != nil && fromPkg(s.Type) {
+							library[id.Name] = true
+						}
+					}
+				case *ast.CallExpr:
+					sel, ok := s.Fun.(*ast.SelectorExpr)
+					if !ok || !strings.HasSuffix(sel.Sel.Name, "Var") || len(s.Args) < 3 {
+						return true
+					}
+					dst, ok := s.Args[0].(*ast.UnaryExpr)
+					if !ok || dst.Op != token.AND {
+						return true
+					}
+					root := dst.X
+					for {
+						x, ok := root.(*ast.SelectorExpr)
+						if !ok {
+							break
+						}
+						root = x.X
+					}
+					id, ok := root.(*ast.Ident)
+					if !ok || !library[id.Name] || root == dst.X {
+						return true
+					}
+					checked++
+					if literalDefault(s.Args[2]) {
+						flagName := "?"
+						if lit, ok := s.Args[1].(*ast.BasicLit); ok {
+							flagName = lit.Value
+						}
+						t.Errorf("%s: flag %s declares its default %s; take it from the library's DefaultConfig", fset.Position(s.Pos()), flagName, types.ExprString(s.Args[2]))
+					}
+				}
+				return true
+			})
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d flags bound to library configs found: the walk reads too little", checked)
+	}
+}
+
+// literalDefault reports a non-zero constant written out: "x", 5, 10*time.Second, true.
+func literalDefault(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.BasicLit:
+		return x.Value != "0" && x.Value != `""` && x.Value != "``" && x.Value != "0.0"
+	case *ast.Ident:
+		return x.Name == "true"
+	case *ast.BinaryExpr:
+		return constantish(x.X) && constantish(x.Y)
+	}
+	return false
+}
+
+// constantish: a literal or a time unit (time.Second), as in 10*time.Second.
+func constantish(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.BasicLit:
+		return true
+	case *ast.BinaryExpr:
+		return constantish(x.X) && constantish(x.Y)
+	case *ast.SelectorExpr:
+		id, ok := x.X.(*ast.Ident)
+		return ok && id.Name == "time"
+	case *ast.ParenExpr:
+		return constantish(x.X)
+	}
+	return false
 }

@@ -42,6 +42,10 @@ const (
 	MaxStreamBytes = 16 << 20
 )
 
+// DefaultConfig returns the values New gives zero fields, declared once: `spread backend`'s
+// flags show them.
+func DefaultConfig() Config { return Config{Grace: 10 * time.Second} }
+
 // Config describes one backend. The zero value of every optional field is a sensible default.
 type Config struct {
 	// Pod is the backend's identity, echoed in every reply. Required.
@@ -184,7 +188,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Grace == 0 {
-		cfg.Grace = 10 * time.Second
+		cfg.Grace = DefaultConfig().Grace
 	}
 	o := options{log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {

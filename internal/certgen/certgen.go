@@ -212,6 +212,12 @@ type Bundle struct {
 	ExtraIPs []net.IP
 }
 
+// DefaultBundle is the Bundle `spread certs` writes unless told otherwise, declared once: its
+// flags show it. Every field is needed; Write gives none a default.
+func DefaultBundle() Bundle {
+	return Bundle{Dir: "certs", Namespace: "spread", ClusterDomain: "cluster.local", ValidFor: 90 * 24 * time.Hour}
+}
+
 // Write issues a certificate and key for each of Services into b.Dir as <name>.crt and
 // <name>.key, and writes ca.crt. Keys are written 0600.
 func (ca *CA) Write(b Bundle) error {

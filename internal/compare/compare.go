@@ -191,19 +191,28 @@ func (c Config) window() time.Duration {
 	return max(c.Duration/40, 10*time.Millisecond)
 }
 
+// DefaultConfig returns the configuration `spread compare` starts from, declared once: the
+// Rate and Duration of each run (a Config needs both), and the values Run gives zero fields.
+// Contenders and Scenarios are the caller's to choose.
+func DefaultConfig() Config {
+	return Config{Rate: 100, Duration: 30 * time.Second, EventAt: 0.25, CallTimeout: time.Second,
+		ModeOptions: modes.DefaultOptions(), FirstNet: 100}
+}
+
 func (c *Config) defaults() {
+	d := DefaultConfig()
 	if c.EventAt == 0 {
-		c.EventAt = 0.25
+		c.EventAt = d.EventAt
 	}
 	c.Window = c.window()
 	if c.CallTimeout == 0 {
-		c.CallTimeout = time.Second
+		c.CallTimeout = d.CallTimeout
 	}
 	if c.Parallel == 0 {
 		c.Parallel = len(c.Contenders)
 	}
 	if c.FirstNet == 0 {
-		c.FirstNet = 100
+		c.FirstNet = d.FirstNet
 	}
 }
 

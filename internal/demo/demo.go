@@ -49,6 +49,18 @@ type Config struct {
 	Clients ClientsConfig
 }
 
+// DefaultConfig returns the values Start gives zero fields, declared once: `spread demo`'s
+// flags show them. The cluster's are cluster.DefaultConfig's, the modes' modes.DefaultOptions.
+func DefaultConfig() Config {
+	return Config{
+		Cluster:      cluster.DefaultConfig(),
+		FrontendAddr: "127.0.0.1:8081",
+		AdminAddr:    "127.0.0.1:9081",
+		Grace:        10 * time.Second,
+		ModeOptions:  modes.DefaultOptions(),
+	}
+}
+
 // Demo is a running demo.
 type Demo struct {
 	Cluster  *cluster.Cluster
@@ -104,14 +116,15 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dflt := DefaultConfig()
 	if cfg.FrontendAddr == "" {
-		cfg.FrontendAddr = "127.0.0.1:8081"
+		cfg.FrontendAddr = dflt.FrontendAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = "127.0.0.1:9081"
+		cfg.AdminAddr = dflt.AdminAddr
 	}
 	if cfg.Grace <= 0 {
-		cfg.Grace = 10 * time.Second
+		cfg.Grace = dflt.Grace
 	}
 	if err := cfg.Clients.Validate(); err != nil {
 		return nil, err

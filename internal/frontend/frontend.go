@@ -40,6 +40,12 @@ func validName(s string) bool {
 // DefaultRequestTimeout is Config.RequestTimeout's default.
 const DefaultRequestTimeout = 60 * time.Second
 
+// DefaultConfig returns the values New gives zero fields, declared once: `spread frontend`'s
+// flags show them.
+func DefaultConfig() Config {
+	return Config{CallTimeout: 5 * time.Second, RequestTimeout: DefaultRequestTimeout}
+}
+
 // Config configures a frontend.
 type Config struct {
 	// Name is the frontend's identity in replies (default: $POD_NAME or the hostname).
@@ -136,11 +142,12 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 	if cfg.Creds == nil {
 		cfg.Creds = insecure.NewCredentials()
 	}
+	d := DefaultConfig()
 	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 5 * time.Second
+		cfg.CallTimeout = d.CallTimeout
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
+		cfg.RequestTimeout = d.RequestTimeout
 	}
 	if len(cfg.Modes) == 0 {
 		return nil, errors.New("frontend: no modes configured")

@@ -83,6 +83,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// DefaultConfig returns the configuration `spread load` starts from, declared once: a run
+// needs a Rate and a Duration (zero is an error, not a default); the other fields are the
+// values a zero field takes.
+func DefaultConfig() Config {
+	return Config{Rate: 100, Duration: 10 * time.Second, MaxInFlight: DefaultMaxInFlight, Window: DefaultWindow, CallTimeout: DefaultCallTimeout}
+}
+
 func (c Config) window() time.Duration {
 	if c.Window > 0 {
 		return c.Window

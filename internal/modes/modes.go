@@ -42,9 +42,13 @@ type Factory struct {
 // ErrClusterLacks marks a mode that needs a cluster setting the running cluster does not have.
 var ErrClusterLacks = errors.New("the cluster lacks a setting this mode needs")
 
+// DefaultOptions returns the values Build gives zero fields, declared once: the commands'
+// flags show them.
+func DefaultOptions() Options { return Options{DNSRefreshInterval: dnsrefresh.DefaultInterval} }
+
 // Options tunes how modes are built.
 type Options struct {
-	// DNSRefreshInterval is the dns-refresh mode's interval (default 5s).
+	// DNSRefreshInterval is the dns-refresh mode's interval (default dnsrefresh.DefaultInterval, 5s).
 	DNSRefreshInterval time.Duration
 	// Tuned applies the tuned client settings (see Tune) to every mode built.
 	Tuned bool
