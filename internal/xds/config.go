@@ -169,18 +169,8 @@ func ParseServiceConfig(annotations map[string]string) (ServiceConfig, error) {
 		v, ok := annotations[k]
 		return strings.TrimSpace(v), ok
 	}
-	known := map[string]bool{
-		AnnotationLBPolicy: true, AnnotationHashHeader: true, AnnotationChoiceCount: true,
-		AnnotationWRRBlackout: true, AnnotationWRRUpdate: true, AnnotationWRRExpiration: true,
-		AnnotationWRROOB: true, AnnotationXDS: true,
-		AnnotationOutlierDetection: true, AnnotationODThreshold: true, AnnotationODMinimumHosts: true,
-		AnnotationODRequestVolume: true, AnnotationODInterval: true, AnnotationODBaseEjection: true,
-		AnnotationODMaxEjectionPercent: true, AnnotationCallTimeout: true, AnnotationCallTimeoutMethods: true,
-	}
-	for _, k := range slices.Sorted(maps.Keys(annotations)) {
-		if strings.HasPrefix(k, AnnotationPrefix) && !known[k] && (isXDSAnnotation(k) || nearMiss(k, known)) {
-			return ServiceConfig{}, &ConfigError{ReasonUnknownAnnotation, k, annotations[k], "not an annotation spread xds knows"}
-		}
+	if k, ok := UnknownAnnotation(annotations); ok {
+		return ServiceConfig{}, &ConfigError{ReasonUnknownAnnotation, k, annotations[k], "not an annotation spread xds knows"}
 	}
 	if v, ok := get(AnnotationLBPolicy); ok && v != "" {
 		p := LBPolicy(strings.ReplaceAll(strings.ToLower(v), "-", "_"))
@@ -363,6 +353,29 @@ func parseCallTimeout(annotations map[string]string, c *ServiceConfig) error {
 // isXDSAnnotation reports whether a spread.dev/ key is one this package owns. Other Spread
 // components may add their own spread.dev/ annotations; only the xDS-looking ones (lb-*,
 // hash-*, wrr-*, least-request-*, ring-hash-*, outlier*, call-*) are checked for typos.
+// knownAnnotations are the annotation keys ParseServiceConfig reads.
+var knownAnnotations = map[string]bool{
+	AnnotationLBPolicy: true, AnnotationHashHeader: true, AnnotationChoiceCount: true,
+	AnnotationWRRBlackout: true, AnnotationWRRUpdate: true, AnnotationWRRExpiration: true,
+	AnnotationWRROOB: true, AnnotationXDS: true,
+	AnnotationOutlierDetection: true, AnnotationODThreshold: true, AnnotationODMinimumHosts: true,
+	AnnotationODRequestVolume: true, AnnotationODInterval: true, AnnotationODBaseEjection: true,
+	AnnotationODMaxEjectionPercent: true, AnnotationCallTimeout: true, AnnotationCallTimeoutMethods: true,
+}
+
+// UnknownAnnotation returns the first key (in key order) that ParseServiceConfig refuses as
+// not an annotation it knows: a spread.dev/ key that is not one of its own but looks like
+// one (an xDS setting's prefix, or a near-miss such as spread.dev/lbpolicy). Other
+// spread.dev/ keys are left to other components.
+func UnknownAnnotation(annotations map[string]string) (string, bool) {
+	for _, k := range slices.Sorted(maps.Keys(annotations)) {
+		if strings.HasPrefix(k, AnnotationPrefix) && !knownAnnotations[k] && (isXDSAnnotation(k) || nearMiss(k, knownAnnotations)) {
+			return k, true
+		}
+	}
+	return "", false
+}
+
 func isXDSAnnotation(k string) bool {
 	name := strings.TrimPrefix(k, AnnotationPrefix)
 	for _, p := range []string{"lb-", "hash-", "wrr-", "least-request-", "ring-hash-", "xds", "outlier", "call-"} {

@@ -181,9 +181,16 @@ func (s *Source) WatchServices(ctx context.Context, fn func([]xds.Service)) (fun
 	return func() { <-done }, nil
 }
 
-// OptedIn reports whether a Service asks to be served over xDS.
+// OptedIn reports whether a Service asks to be served over xDS: it has spread.dev/lb-policy,
+// spread.dev/xds=true, or an annotation that means to be one of them but is misspelled
+// (xds.UnknownAnnotation: spread.dev/lbpolicy, spread.dev/lb_policy, ...). Such a Service is
+// served so that ParseServiceConfig rejects its annotations with a clear error (an Event on
+// the Service, the config-errors metric) instead of the Service being silently left out.
 func OptedIn(annotations map[string]string) bool {
 	if _, ok := annotations[xds.AnnotationLBPolicy]; ok {
+		return true
+	}
+	if _, typo := xds.UnknownAnnotation(annotations); typo {
 		return true
 	}
 	v, _ := strconv.ParseBool(annotations[xds.AnnotationXDS])

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/spread-grpc/spread/endpoint/endpointtest"
 	"github.com/spread-grpc/spread/internal/xds"
 )
 
@@ -106,5 +107,56 @@ func TestWatchServicesForbiddenFailsFast(t *testing.T) {
 	}
 	if !apierrors.IsForbidden(err) || wait != nil {
 		t.Errorf("WatchServices = wait %v, %v; want no wait and a wrapped Forbidden", wait != nil, err)
+	}
+}
+
+// A Service whose only spread.dev/ annotation is a misspelled opt-in is announced, so that
+// ParseServiceConfig sees it and names the typo, instead of the Service being left out in
+// silence. Annotations of other components under spread.dev/ still do not opt in.
+func TestNearMissOptsIn(t *testing.T) {
+	for _, k := range []string{"spread.dev/lbpolicy", "spread.dev/LB_Policy", "spread.dev/lb-polcy"} {
+		got := New(nil).announce([]*corev1.Service{svc("typo", map[string]string{k: "ring_hash"}, corev1.ServicePort{Port: 80})})
+		if len(got) != 1 {
+			t.Errorf("%s: announced %+v, want the Service so its annotation is checked", k, got)
+			continue
+		}
+		_, err := xds.ParseServiceConfig(got[0].Annotations)
+		ce, ok := errors.AsType[*xds.ConfigError](err)
+		if !ok || ce.Reason != xds.ReasonUnknownAnnotation || ce.Annotation != k {
+			t.Errorf("%s: ParseServiceConfig = %v, want an unknown-annotation error naming it", k, err)
+		}
+	}
+	if got := New(nil).announce([]*corev1.Service{svc("other", map[string]string{"spread.dev/team": "payments"}, corev1.ServicePort{Port: 80})}); len(got) != 0 {
+		t.Errorf("a spread.dev/ annotation that is not an xDS one opted in: %+v", got)
+	}
+}
+
+// The same through the control plane: the Services informer (fake clientset) feeds a real
+// xds.Server, whose config error handler is told about the typo.
+func TestNearMissReachesTheConfigErrorHandler(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := fake.NewClientset(svc("typo", map[string]string{"spread.dev/lbpolicy": "ring_hash"}, corev1.ServicePort{Name: "grpc", Port: 50051}))
+	errc := make(chan error, 10)
+	srv, err := xds.New(&endpointtest.Fake{}, New(cs), xds.WithLogger(slog.New(slog.DiscardHandler)), xds.WithConfigErrorHandler(func(s xds.Service, err error) {
+		if s.Key.Service == "typo" {
+			errc <- err
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	select {
+	case err := <-errc:
+		ce, ok := errors.AsType[*xds.ConfigError](err)
+		if !ok || ce.Annotation != "spread.dev/lbpolicy" || ce.Reason != xds.ReasonUnknownAnnotation {
+			t.Errorf("config error %v, want unknown annotation spread.dev/lbpolicy", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the misspelled Service never reached ParseServiceConfig")
 	}
 }
