@@ -216,7 +216,7 @@ func TestAdminPortsNotExposed(t *testing.T) {
 func privatePorts(t *testing.T, d *appsv1.Deployment) map[int32]bool {
 	m := map[int32]bool{}
 	for _, c := range d.Spec.Template.Spec.Containers {
-		for _, f := range []string{"admin-addr", "admin-listen", "health-addr"} {
+		for _, f := range []string{"admin-addr", "health-addr"} {
 			if v := flagValue(c.Args, f); v != "" && v != "-" {
 				m[portOf(t, v)] = true
 			}
@@ -418,8 +418,8 @@ func TestXDSReplicas(t *testing.T) {
 			if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/readyz" {
 				t.Fatalf("readiness probe %+v, want GET /readyz (first full sync)", rp)
 			}
-			if rp.HTTPGet.Port.String() != "admin" || portOf(t, flagValue(ctr.Args, "admin-listen")) != containerPort(ctr, "admin") {
-				t.Errorf("readiness probe on port %s, admin server on %s", rp.HTTPGet.Port.String(), flagValue(ctr.Args, "admin-listen"))
+			if rp.HTTPGet.Port.String() != "admin" || portOf(t, flagValue(ctr.Args, "admin-addr")) != containerPort(ctr, "admin") {
+				t.Errorf("readiness probe on port %s, admin server on %s", rp.HTTPGet.Port.String(), flagValue(ctr.Args, "admin-addr"))
 			}
 		})
 	}

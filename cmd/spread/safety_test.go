@@ -28,7 +28,8 @@ func TestBadInputExitsTwo(t *testing.T) {
 		{[]string{"xds", "bootstrap", "--server=host:0"}, "1 to 65535"},
 		{[]string{"xds", "bootstrap", "--server=a b:1"}, "host"},
 		{[]string{"xds", "bootstrap", "--server=:18000"}, "host"},
-		{[]string{"xds", "bootstrap", "--server=x:1", "--ca-file=/nonexistent"}, "--ca-file"},
+		{[]string{"xds", "bootstrap", "--server=x:1", "--tls-ca=/nonexistent"}, "--tls-ca"},
+		{[]string{"xds", "bootstrap", "--server=x:1", "--ca-file=/nonexistent"}, "--tls-ca"}, // the deprecated alias, named by its flag
 		{[]string{"frontend", "--addr=127.0.0.1:0", "--admin-addr=-", "--mode=a=xds:///x"}, "GRPC_XDS_BOOTSTRAP"},
 		{[]string{"load", "--target=x", "--rate=Inf"}, "not a finite number"},
 		{[]string{"load", "--target=x", "--rate=NaN"}, "not a number"},

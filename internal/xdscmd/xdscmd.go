@@ -252,7 +252,7 @@ func (c *BootstrapConfig) RegisterFlags(fs *flag.FlagSet) {
 // Bootstrap writes a grpc-go bootstrap JSON for c to w. The files it names must exist: a
 // client given a bootstrap naming a missing CA would fail only when it first connects.
 func Bootstrap(w io.Writer, c BootstrapConfig) error {
-	for _, f := range []struct{ flag, path string }{{"ca-file", c.CAFile}, {"cert-file", c.CertFile}, {"key-file", c.KeyFile}} {
+	for _, f := range []struct{ flag, path string }{{"tls-ca", c.CAFile}, {"tls-cert", c.CertFile}, {"tls-key", c.KeyFile}} {
 		if f.path == "" {
 			continue
 		}

@@ -156,7 +156,7 @@ func TestFlagsAndBootstrap(t *testing.T) {
 		t.Errorf("bootstrap = %s", out.String())
 	}
 	bc.CAFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := Bootstrap(&out, bc); err == nil || !strings.Contains(err.Error(), "--ca-file") {
+	if err := Bootstrap(&out, bc); err == nil || !strings.Contains(err.Error(), "--tls-ca") {
 		t.Errorf("bootstrap naming a missing CA file: %v", err)
 	}
 	if err := os.WriteFile(bc.CAFile, []byte("PEM"), 0o600); err != nil {
