@@ -282,10 +282,6 @@ func (s *Server) Pod() string { return s.cfg.Pod }
 // cannot present client certificates when the main port requires mTLS.
 func (s *Server) RegisterHealth(g *grpc.Server) { healthpb.RegisterHealthServer(g, s.health) }
 
-// GRPCServer exposes the underlying server, for registering more services before Serve.
-// With WithFairShare it is only a template: register services with WithService instead.
-func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
-
 // Ready reports nil while the backend takes new calls, an error once it drains.
 func (s *Server) Ready() error {
 	s.mu.Lock()

@@ -83,14 +83,6 @@ type Bucket struct {
 	Count  int64   `json:"count"`
 }
 
-// OKShare is the fraction of scheduled calls that succeeded.
-func (r *Report) OKShare() float64 {
-	if r.Scheduled == 0 {
-		return 0
-	}
-	return float64(r.OK) / float64(r.Scheduled)
-}
-
 // PodNames lists the pods that answered, sorted.
 func (r *Report) PodNames() []string { return slices.Sorted(maps.Keys(r.Pods)) }
 

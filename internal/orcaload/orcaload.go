@@ -47,10 +47,6 @@ func WithBaseUtilization(u float64) Option { return func(o *options) { o.base = 
 // WithWindow sets the window the call rate is measured over (default 1s).
 func WithWindow(d time.Duration) Option { return func(o *options) { o.window = d } }
 
-// WithMinReportingInterval sets the shortest out-of-band reporting interval a client may
-// ask for (default 30s, grpc-go's own lower bound for production servers).
-func WithMinReportingInterval(d time.Duration) Option { return func(o *options) { o.interval = d } }
-
 // WithClock injects time (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
