@@ -21,7 +21,7 @@ func TestClusterConformance(t *testing.T) {
 	endpointtest.RunConformance(t, func(t *testing.T) endpointtest.Harness {
 		c, err := Start(Config{
 			Replicas: 2, Grace: 200 * time.Millisecond, FirstPodIP: netip.MustParseAddr("127.0.9.1"),
-			VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-",
+			VIP: "127.96.9.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-",
 		}, nil)
 		if err != nil {
 			t.Fatal(err)

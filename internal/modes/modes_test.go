@@ -16,11 +16,12 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startCluster starts a simulated cluster on free ports, its pods from firstIP, and stops it
-// when the test ends.
+// when the test ends. Its VIP address is this package's own (127.96.41.10): packages run in
+// parallel, and the VIP takes the pods' port, which another package's VIP may hold.
 func startCluster(t *testing.T, firstIP string, cfg cluster.Config) *cluster.Cluster {
 	t.Helper()
 	cfg.FirstPodIP = netip.MustParseAddr(firstIP)
-	cfg.VIP = "127.96.0.10:0"
+	cfg.VIP = "127.96.41.10:0"
 	cfg.DNSAddr = "127.0.0.1:0"
 	cfg.XDSAddr = "127.0.0.1:0"
 	c, err := cluster.Start(cfg, nil)
@@ -87,7 +88,7 @@ func TestModeNeedsCluster(t *testing.T) {
 // the default modes instead of failing the demo; asked for by name, they say why.
 func TestXDSDisabledDropsXDSModes(t *testing.T) {
 	c, err := cluster.Start(cluster.Config{Replicas: 1, PodPort: 0, FirstPodIP: netip.MustParseAddr("127.0.49.11"),
-		VIP: "127.96.0.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-"}, nil)
+		VIP: "127.96.41.10:0", DNSAddr: "127.0.0.1:0", XDSAddr: "-"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
