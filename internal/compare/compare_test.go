@@ -90,7 +90,9 @@ func TestScenarioClaims(t *testing.T) {
 	rep, err := Run(ctx, Config{
 		Contenders: contenders(t, "clusterip", "headless", "dns-refresh"),
 		Scenarios:  scenarios(t, "steady", "scale-up", "rollout", "streams-scale-up"),
-		Rate:       100, Duration: 6 * time.Second, FirstNet: 150,
+		// 12 s runs: the events (at a quarter) leave 9 s, nine refresh intervals, for what
+		// must follow them; 6 s runs left too little on a machine starved by make test-stress.
+		Rate: 100, Duration: 12 * time.Second, FirstNet: 150,
 		ModeOptions: modes.Options{DNSRefreshInterval: refresh},
 	}, nil)
 	if err != nil {
@@ -107,11 +109,11 @@ func TestScenarioClaims(t *testing.T) {
 	if r := get(t, rep, "steady", "headless"); len(r.Report.Pods) != 5 || spreadOf(r.Report.Pods) > 1.5 {
 		t.Errorf("headless steady: pods %v (last-quarter balance %v); want 5 pods evenly", r.Report.Pods, r.MaxMin)
 	}
-	// Plain headless never reaches pods added later (within the run: 4.5 s after the scale-up).
+	// Plain headless never reaches pods added later (within the run: 9 s after the scale-up).
 	if r := get(t, rep, "scale-up", "headless"); r.NewPods != 3 || r.NewPodsReached != 0 {
 		t.Errorf("headless scale-up: %d of %d new pods reached, want 0 of 3", r.NewPodsReached, r.NewPods)
 	}
-	// dns-refresh reaches every new pod within the run: 4.5 refresh intervals after the
+	// dns-refresh reaches every new pod within the run: 9 refresh intervals after the
 	// scale-up, more than 3x what it takes on a busy machine (one or two intervals; the figure
 	// is logged and reported by `spread compare`, not asserted).
 	if r := get(t, rep, "scale-up", "dns-refresh"); r.NewPodsReached != 3 || r.AllNewMS < 0 {
@@ -279,8 +281,11 @@ func TestFrozenPodTuned(t *testing.T) {
 				}
 			case c.peer == l.frozen:
 				onFrozen++
-				if c.code != codes.DeadlineExceeded {
-					t.Errorf("%s: a call to the frozen pod ended with %v, want DeadlineExceeded", mode, c.code)
+				// It never answers: its calls end at their deadline, or Unavailable when
+				// keepalive gives up on the connection (on a starved machine that can come
+				// before the ejection, with calls still waiting on it).
+				if c.code != codes.DeadlineExceeded && c.code != codes.Unavailable {
+					t.Errorf("%s: a call to the frozen pod ended with %v, want DeadlineExceeded or Unavailable", mode, c.code)
 				}
 				last = max(last, c.start.Sub(freeze))
 				if c.start.After(endQuarter) {
