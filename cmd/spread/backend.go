@@ -7,8 +7,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/spread-grpc/spread/internal/admin"
@@ -53,8 +51,7 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := admin.NewRegistry()
 	opts := []backend.Option{backend.WithLogger(log), backend.WithRegisterer(reg)}
 	if *orcaCapacity < 0 {
 		return usageError{fmt.Errorf("--orca-capacity %v: must not be negative", *orcaCapacity)}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	grpcadmin "google.golang.org/grpc/admin"
 	"google.golang.org/grpc/credentials"
@@ -128,8 +126,7 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 			return usageError{fmt.Errorf("--mode %s=%s: xds:/// needs a bootstrap: set GRPC_XDS_BOOTSTRAP (a file, see spread xds bootstrap) or GRPC_XDS_BOOTSTRAP_CONFIG (its JSON)", m.Name, m.Target)}
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := admin.NewRegistry()
 	if *tlsCA == "" && *tlsCert != "" {
 		return usageError{errors.New("--tls-cert needs --tls-ca")}
 	}

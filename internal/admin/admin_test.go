@@ -76,3 +76,25 @@ func TestGRPCAdminServicesOnAdminPort(t *testing.T) {
 		t.Fatalf("CSDS FetchClientStatus: %v", err)
 	}
 }
+
+// NewRegistry is a registry of its own with the Go runtime and process metrics every
+// binary's /metrics shows, and nothing of the global registry.
+func TestNewRegistry(t *testing.T) {
+	reg := admin.NewRegistry()
+	if reg == prometheus.DefaultRegisterer {
+		t.Fatal("NewRegistry returned the global registry")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	for _, want := range []string{"go_goroutines", "process_open_fds"} {
+		if !have[want] {
+			t.Errorf("NewRegistry gathers no %s (have %d families)", want, len(have))
+		}
+	}
+}

@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/spread-grpc/spread/internal/admin"
@@ -185,8 +183,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		}
 		undo = append(undo, func() { clients.Close() })
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := admin.NewRegistry()
 	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: ms, Creds: creds},
 		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg),
 		frontend.WithClusterControls(cl, cl.Handler()))

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spread-grpc/spread/controlplane"
@@ -128,8 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := admin.NewRegistry()
 	endpoints, services := cfg.Endpoints, cfg.Services
 	opts := []xds.Option{xds.WithLogger(log), xds.WithRegisterer(reg), xds.WithZonePreference(cfg.ZoneMinHealthy)}
 	if endpoints == nil {
