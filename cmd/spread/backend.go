@@ -86,13 +86,12 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	var adminLis, healthLis net.Listener
-	if *adminAddr != "-" {
-		if adminLis, err = net.Listen("tcp", *adminAddr); err != nil {
-			lis.Close()
-			return fmt.Errorf("admin listen: %w", err)
-		}
+	adminLis, err := admin.Listen(*adminAddr)
+	if err != nil {
+		lis.Close()
+		return err
 	}
+	var healthLis net.Listener
 	if *healthAddr != "-" {
 		if healthLis, err = net.Listen("tcp", *healthAddr); err != nil {
 			lis.Close()
@@ -110,20 +109,14 @@ func runBackend(ctx context.Context, args []string, e *env) error {
 		"health", addrOf(healthLis), "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "")
 	// The admin server outlives the drain, so /readyz reports it; it stops after the backend.
 	actx, stopAdmin := context.WithCancel(context.Background())
-	adminErr := make(chan error, 1)
-	if adminLis != nil {
-		aopts := []admin.Option{admin.WithReadiness(srv.Ready)}
-		if f := srv.FairShare(); f != nil {
-			aopts = append(aopts, admin.WithHandler("GET /fairshare", f.Handler()))
-		}
-		a := admin.New(reg, aopts...)
-		go func() { adminErr <- a.Serve(actx, adminLis, time.Second, log) }()
-	} else {
-		adminErr <- nil
+	aopts := []admin.Option{admin.WithReadiness(srv.Ready)}
+	if f := srv.FairShare(); f != nil {
+		aopts = append(aopts, admin.WithHandler("GET /fairshare", f.Handler()))
 	}
+	running := admin.New(reg, aopts...).Start(actx, adminLis, time.Second, log)
 	err = srv.Serve(ctx, lis) // returns after the drain once ctx is done
 	stopAdmin()
-	if err = errors.Join(err, <-adminErr); err != nil {
+	if err = errors.Join(err, running.Wait()); err != nil {
 		return err
 	}
 	log.Info("backend stopped", "pod", cfg.Pod)

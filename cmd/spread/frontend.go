@@ -185,39 +185,34 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	errc := make(chan error, 2)
-	n := 1
-	srv := admin.NewHTTPServer(fe.Handler(), admin.LimitsFor(cfg.RequestTimeout))
-	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
-	// Requests still running at half the grace are cut and answer with what they have, so
-	// Shutdown ends cleanly instead of closing their connections with no answer.
-	srv.RegisterOnShutdown(func() { time.AfterFunc(*grace/2, fe.Interrupt) })
-	go func() { errc <- admin.ServeHTTP(ctx, srv, lis, *grace, log) }()
-	if *adminAddr != "-" {
-		alis, err := net.Listen("tcp", *adminAddr)
-		if err != nil {
-			lis.Close()
-			return fmt.Errorf("admin listen: %w", err)
-		}
+	adminLis, err := admin.Listen(*adminAddr)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	aopts := []admin.Option{admin.WithReadiness(func() error { return ctx.Err() })}
+	if adminLis != nil {
 		// grpc-go's admin services (channelz, CSDS: what each xDS client holds) on the admin
 		// port, for grpcdebug.
 		g := grpc.NewServer()
 		cleanup, err := grpcadmin.Register(g)
 		if err != nil {
 			lis.Close()
-			alis.Close()
+			adminLis.Close()
 			return fmt.Errorf("admin services: %w", err)
 		}
 		defer cleanup()
 		defer g.Stop()
-		a := admin.New(reg, admin.WithReadiness(func() error { return ctx.Err() }), admin.WithGRPC(g))
-		n++
-		go func() { errc <- a.Serve(ctx, alis, *grace, log) }()
+		aopts = append(aopts, admin.WithGRPC(g))
 	}
+	running := admin.New(reg, aopts...).Start(ctx, adminLis, *grace, log)
+	srv := admin.NewHTTPServer(fe.Handler(), admin.LimitsFor(cfg.RequestTimeout))
+	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
+	// Requests still running at half the grace are cut and answer with what they have, so
+	// Shutdown ends cleanly instead of closing their connections with no answer.
+	srv.RegisterOnShutdown(func() { time.AfterFunc(*grace/2, fe.Interrupt) })
 	log.Info("frontend serving", "addr", lis.Addr().String(), "modes", fe.Modes())
-	var errs []error
-	for range n {
-		errs = append(errs, <-errc)
-	}
-	return errors.Join(errs...)
+	// Both servers stop when ctx is done, each within the grace.
+	err = admin.ServeHTTP(ctx, srv, lis, *grace, log)
+	return errors.Join(err, running.Wait())
 }

@@ -72,9 +72,11 @@ type Demo struct {
 	cfg    Config
 	log    *slog.Logger
 	cancel context.CancelFunc
-	errc   chan error
-	nsrv   int
-	tlsDir string
+	// servers are the frontend's and the admin HTTP servers (the admin one may be disabled).
+	servers [2]*admin.Running
+	// interrupt holds the frontend's interrupt timer once its server's shutdown has begun.
+	interrupt chan *time.Timer
+	tlsDir    string
 }
 
 // ephemeralTLS creates a CA and certificates in a new temporary folder, points the
@@ -151,11 +153,11 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		return nil, fmt.Errorf("demo: frontend: %w", err)
 	}
 	undo = append(undo, func() { feLis.Close() })
-	var adminLis net.Listener
-	if cfg.AdminAddr != "-" {
-		if adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			return fail(fmt.Errorf("demo: admin: %w", err))
-		}
+	adminLis, err := admin.Listen(cfg.AdminAddr)
+	if err != nil {
+		return fail(fmt.Errorf("demo: %w", err))
+	}
+	if adminLis != nil {
 		undo = append(undo, func() { adminLis.Close() })
 	}
 	var creds credentials.TransportCredentials
@@ -198,7 +200,7 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		g.Allow(adminLis.Addr())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Demo{Cluster: cl, Frontend: fe, Clients: clients, cfg: cfg, log: log, cancel: cancel, errc: make(chan error, 2),
+	d := &Demo{Cluster: cl, Frontend: fe, Clients: clients, cfg: cfg, log: log, cancel: cancel,
 		FrontendURL: "http://" + feLis.Addr().String()}
 	if cfg.TLS {
 		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
@@ -210,28 +212,18 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 	// ends cleanly instead of closing their connections with no answer.
 	interrupt := make(chan *time.Timer, 1)
 	srv.RegisterOnShutdown(func() { interrupt <- time.AfterFunc(cfg.Grace/4, fe.Interrupt) })
-	d.nsrv++
-	go func() {
-		err := admin.ServeHTTP(ctx, srv, feLis, cfg.Grace/2, log)
-		select {
-		case t := <-interrupt: // not needed any more once the server is down
-			t.Stop()
-		default:
-		}
-		d.errc <- err
-	}()
+	d.interrupt = interrupt
+	d.servers[0] = admin.StartHTTP(ctx, srv, feLis, cfg.Grace/2, log)
 	if adminLis != nil {
 		d.AdminURL = "http://" + adminLis.Addr().String()
-		a := admin.New(reg, admin.WithReadiness(func() error {
-			if ctx.Err() != nil {
-				return errors.New("shutting down")
-			}
-			return nil
-		}), admin.WithHandler("/cluster", cl.Handler()), admin.WithHandler("/cluster/", cl.Handler()),
-			admin.WithWrap(g.Wrap))
-		d.nsrv++
-		go func() { d.errc <- a.Serve(ctx, adminLis, cfg.Grace/2, log) }()
 	}
+	d.servers[1] = admin.New(reg, admin.WithReadiness(func() error {
+		if ctx.Err() != nil {
+			return errors.New("shutting down")
+		}
+		return nil
+	}), admin.WithHandler("/cluster", cl.Handler()), admin.WithHandler("/cluster/", cl.Handler()),
+		admin.WithWrap(g.Wrap)).Start(ctx, adminLis, cfg.Grace/2, log)
 	return d, nil
 }
 
@@ -242,8 +234,13 @@ func (d *Demo) Stop() error {
 	defer cancel()
 	d.cancel()
 	var errs []error
-	for range d.nsrv {
-		errs = append(errs, <-d.errc)
+	for _, r := range d.servers {
+		errs = append(errs, r.Wait())
+	}
+	select {
+	case t := <-d.interrupt: // not needed any more once the server is down
+		t.Stop()
+	default:
 	}
 	errs = append(errs, d.Frontend.Close())
 	if d.Clients != nil {
@@ -266,9 +263,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 	d.PrintIntro(out)
 	select {
 	case <-ctx.Done():
-	case err := <-d.errc: // a server failed: stop the rest
-		d.nsrv--
-		log.Error("server failed", "err", err)
+	case <-d.servers[0].Done(): // a server failed: stop the rest
+		log.Error("server failed", "err", d.servers[0].Wait())
+	case <-d.servers[1].Done():
+		log.Error("server failed", "err", d.servers[1].Wait())
 	}
 	fmt.Fprintln(out, "\nshutting down...")
 	return d.Stop()

@@ -12,12 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spread-grpc/spread/controlplane"
 	"github.com/spread-grpc/spread/internal/admin"
@@ -160,31 +156,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("xds: listen %s: %w", cfg.Listen, err)
 	}
-	var adminLis net.Listener
-	adminSrv := admin.NewHTTPServer(adminMux(srv, reg, !cfg.NoDebugXDS), admin.DefaultLimits())
-	if cfg.AdminListen != "" && cfg.AdminListen != "-" {
-		adminLis, err = net.Listen("tcp", cfg.AdminListen)
-		if err != nil {
-			lis.Close()
-			return fmt.Errorf("xds: admin listen %s: %w", cfg.AdminListen, err)
-		}
+	adminLis, err := admin.Listen(cfg.AdminListen)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("xds: %w", err)
 	}
-
+	aopts := []admin.Option{admin.WithReadyHandler(srv.ReadyHandler())}
+	if !cfg.NoDebugXDS {
+		aopts = append(aopts, admin.WithHandler("GET /debug/xds", srv.DebugHandler()),
+			admin.WithHandler("GET /debug/xds/clients", srv.StatusHandler()))
+	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	adminErr := make(chan error, 1)
-	if adminLis != nil {
-		go func() {
-			if err := adminSrv.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
-				adminErr <- fmt.Errorf("xds: serve admin: %w", err)
-				stopRun()
-			}
-		}()
-	}
-	var adminAddr net.Addr
-	if adminLis != nil {
-		adminAddr = adminLis.Addr()
-	}
+	// The admin server stops after the ADS streams have ended, so /readyz and /debug/xds
+	// answer during the drain.
+	actx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	running := admin.New(reg, aopts...).Start(actx, adminLis, cfg.ShutdownGrace, log)
+	go func() { // an admin server that fails stops the control plane
+		select {
+		case <-running.Done():
+			stopRun()
+		case <-runCtx.Done():
+		}
+	}()
+	adminAddr := running.Addr()
 	log.Info("xds: control plane listening", "ads", lis.Addr().String(), "admin", fmt.Sprint(adminAddr))
 	if cfg.Started != nil {
 		cfg.Started(lis.Addr(), adminAddr)
@@ -194,28 +190,11 @@ func Run(ctx context.Context, cfg Config) error {
 	runErr := controlplane.Serve(runCtx, controlplane.ServeConfig{
 		Server: srv, Listener: lis, TLS: tlsConf, Grace: cfg.ShutdownGrace, Logger: log,
 	})
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	_ = adminSrv.Shutdown(shutCtx)
-	if runErr == nil {
-		select {
-		case runErr = <-adminErr:
-		default:
-		}
+	stopAdmin()
+	if err := running.Wait(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("xds: admin: %w", err))
 	}
 	return runErr
-}
-
-func adminMux(srv *xds.Server, reg *prometheus.Registry, debug bool) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.Handle("GET /readyz", srv.ReadyHandler())
-	if debug {
-		mux.Handle("GET /debug/xds", srv.DebugHandler())
-		mux.Handle("GET /debug/xds/clients", srv.StatusHandler())
-	}
-	return mux
 }
 
 // BootstrapConfig is `spread xds bootstrap`'s configuration.
