@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,11 +39,13 @@ func TestMain(m *testing.M) {
 }
 
 // TestExampleAgainstDemo runs the example against `spread demo`'s cluster and control plane
-// (five pods on 127.0.41.1-5:50051) with a bootstrap from xds.Bootstrap (what `spread xds
+// (five pods on 127.0.41.1-5, one free port) with a bootstrap from xds.Bootstrap (what `spread xds
 // bootstrap` writes), by port number and by name: 100 calls over all five pods, about 20 each.
 func TestExampleAgainstDemo(t *testing.T) {
+	// A free port, not a fixed one: two runs of the suite on one machine must not collide.
+	port := freePodPort(t, "127.0.41.1")
 	c, err := cluster.Start(cluster.Config{
-		Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.41.1"), PodPort: 50051,
+		Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.41.1"), PodPort: port,
 		VIP: "127.96.0.41:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -62,8 +66,12 @@ func TestExampleAgainstDemo(t *testing.T) {
 	if err := os.WriteFile(bootFile, boot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, target := range []string{"xds:///be-srv.default:50051", "xds:///be-srv.default:grpc"} {
-		t.Run(target, func(t *testing.T) {
+	for _, target := range []string{"xds:///be-srv.default:" + strconv.Itoa(port), "xds:///be-srv.default:grpc"} {
+		name := "by-port"
+		if strings.HasSuffix(target, ":grpc") {
+			name = "by-name"
+		}
+		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
@@ -91,4 +99,15 @@ func TestExampleAgainstDemo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// freePodPort returns a port free on ip now, for the pods' shared port.
+func freePodPort(t *testing.T, ip string) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	return lis.Addr().(*net.TCPAddr).Port
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,13 +18,15 @@ import (
 )
 
 // TestNodeExampleAgainstDemo runs examples/node/client.js, unmodified, against `spread
-// demo`'s cluster and control plane (five pods on 127.0.42.1-5:50051), with the bootstrap
-// `spread xds bootstrap` writes (no zone): xds:///be-srv.default:50051, 100 calls over all
+// demo`'s cluster and control plane (five pods on 127.0.42.1-5, one free port), with the bootstrap
+// `spread xds bootstrap` writes (no zone): xds:///be-srv.default:PORT, 100 calls over all
 // five pods.
 func TestNodeExampleAgainstDemo(t *testing.T) {
 	node, modules := nodeModules(t)
+	// A free port, not a fixed one: two runs of the suite on one machine must not collide.
+	port := freePodPort(t, "127.0.42.1")
 	c, err := cluster.Start(cluster.Config{
-		Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.42.1"), PodPort: 50051,
+		Replicas: 5, FirstPodIP: netip.MustParseAddr("127.0.42.1"), PodPort: port,
 		VIP: "127.96.0.42:0", DNSAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0",
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -45,7 +49,7 @@ func TestNodeExampleAgainstDemo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(repoRoot(t), "examples", "node", "client.js"), "xds:///be-srv.default:50051", "100")
+	cmd := exec.CommandContext(ctx, node, filepath.Join(repoRoot(t), "examples", "node", "client.js"), "xds:///be-srv.default:"+strconv.Itoa(port), "100")
 	cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+bootFile, "NODE_PATH="+modules)
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
@@ -65,4 +69,15 @@ func TestNodeExampleAgainstDemo(t *testing.T) {
 			t.Errorf("%s got %d of 100 calls, want about 20 (round robin)", pod, n)
 		}
 	}
+}
+
+// freePodPort returns a port free on ip now, for the pods' shared port.
+func freePodPort(t *testing.T, ip string) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	return lis.Addr().(*net.TCPAddr).Port
 }
