@@ -15,6 +15,7 @@ import (
 
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/connect"
+	"github.com/spread-grpc/spread/internal/dashboard"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/tlsfiles"
 	"github.com/spread-grpc/spread/resolver/dnsrefresh"
@@ -176,11 +177,14 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 		}
 		cfg.Modes[i].Resolvers = append(cfg.Modes[i].Resolvers, db)
 	}
-	fe, err := frontend.New(cfg, frontend.WithLogger(log), frontend.WithRegisterer(reg))
+	win := dashboard.NewWindow(dashboard.DefaultWindow, nil)
+	fe, err := frontend.New(cfg, frontend.WithLogger(log), frontend.WithRegisterer(reg), frontend.WithObserver(win))
 	if err != nil {
 		return usageError{err}
 	}
 	defer fe.Close()
+	dash := dashboard.New(fe, win, dashboard.WithLogger(log))
+	defer dash.Close() // before fe.Close: the page's loads stop, then the connections close
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -206,8 +210,8 @@ func runFrontend(ctx context.Context, args []string, e *env) error {
 		aopts = append(aopts, admin.WithGRPC(g))
 	}
 	running := admin.New(reg, aopts...).Start(ctx, adminLis, *grace, log)
-	srv := admin.NewHTTPServer(fe.Handler(), admin.LimitsFor(cfg.RequestTimeout))
-	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
+	srv := admin.NewHTTPServer(dashboard.Handler(fe, dash), admin.LimitsFor(cfg.RequestTimeout))
+	srv.RegisterOnShutdown(dash.EndStreams) // the dashboard's event streams would hold Shutdown
 	// Requests still running at half the grace are cut and answer with what they have, so
 	// Shutdown ends cleanly instead of closing their connections with no answer.
 	srv.RegisterOnShutdown(func() { time.AfterFunc(*grace/2, fe.Interrupt) })

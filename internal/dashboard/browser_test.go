@@ -377,19 +377,21 @@ func TestBrowserRealFrontendRestart(t *testing.T) {
 	// The frontend, started twice on the same address.
 	addr := "127.0.0.1:0"
 	start := func() (*frontend.Frontend, func()) {
+		win := dashboard.NewWindow(dashboard.DefaultWindow, nil)
 		fe, err := frontend.New(frontend.Config{Name: "fe-real", Modes: []connect.Mode{
 			{Name: "headless", Target: "passthrough:///" + blis.Addr().String(), Policy: connect.RoundRobin},
-		}})
+		}}, frontend.WithObserver(win))
 		if err != nil {
 			t.Fatal(err)
 		}
+		d := dashboard.New(fe, win)
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		addr = lis.Addr().String()
-		srv := &http.Server{Handler: fe.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		srv.RegisterOnShutdown(fe.EndStreams)
+		srv := &http.Server{Handler: dashboard.Handler(fe, d), ReadHeaderTimeout: 5 * time.Second}
+		srv.RegisterOnShutdown(d.EndStreams)
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(lis) }()
 		return fe, func() {
@@ -401,6 +403,7 @@ func TestBrowserRealFrontendRestart(t *testing.T) {
 			if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 				t.Errorf("serve: %v", err)
 			}
+			d.Close()
 			fe.Close()
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/guard"
 	"github.com/spread-grpc/spread/internal/httpjson"
 )
@@ -31,14 +32,7 @@ import (
 var staticFS embed.FS
 
 // Mode describes one of the frontend's modes as the page shows it.
-type Mode struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	Target      string `json:"target"`
-	Policy      string `json:"policy,omitempty"`
-	// State is the mode's connection state (IDLE, CONNECTING, READY, ...).
-	State string `json:"state"`
-}
+type Mode = frontend.ModeState
 
 // Frontend is what the dashboard needs from the frontend it runs in.
 type Frontend interface {
@@ -180,7 +174,7 @@ func (d *Dashboard) Controls() bool { return d.controls != nil }
 
 // Register adds the dashboard's routes to mux: GET /events, GET /static/, GET /dashboard/state
 // and, with controls, /dashboard/load/{mode} and /cluster, /cluster/. The page itself is
-// served by ServePage, as the frontend decides between it and its JSON index at /.
+// served by ServePage; Handler serves it at / to browsers, beside the frontend's JSON index.
 func (d *Dashboard) Register(mux *http.ServeMux) {
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", noCache(http.FileServerFS(static))))

@@ -20,6 +20,7 @@ import (
 	"github.com/spread-grpc/spread/internal/admin"
 	"github.com/spread-grpc/spread/internal/certgen"
 	"github.com/spread-grpc/spread/internal/cluster"
+	"github.com/spread-grpc/spread/internal/dashboard"
 	"github.com/spread-grpc/spread/internal/frontend"
 	"github.com/spread-grpc/spread/internal/guard"
 	"github.com/spread-grpc/spread/internal/modes"
@@ -69,6 +70,7 @@ type Demo struct {
 	// Clients are the ClusterIP clients of Config.Clients (nil without).
 	Clients *ClusterIPClients
 
+	dash   *dashboard.Dashboard // served beside Frontend on FrontendURL
 	cfg    Config
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -186,12 +188,16 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		undo = append(undo, func() { clients.Close() })
 	}
 	reg := admin.NewRegistry()
+	flog := log.With("component", "frontend")
+	win := dashboard.NewWindow(dashboard.DefaultWindow, nil)
 	fe, err := frontend.New(frontend.Config{Name: "fe-demo", Modes: ms, Creds: creds},
-		frontend.WithLogger(log.With("component", "frontend")), frontend.WithRegisterer(reg),
-		frontend.WithClusterControls(cl, cl.Handler()))
+		frontend.WithLogger(flog), frontend.WithRegisterer(reg), frontend.WithObserver(win))
 	if err != nil {
 		return fail(err)
 	}
+	// The dashboard shows the cluster's pods and drives it through its admin API (the one
+	// `spread ctl` uses), served same-origin under /cluster, and may start a steady load.
+	dash := dashboard.New(fe, win, dashboard.WithLogger(flog), dashboard.WithCluster(cl, cl.Handler()))
 	// Both servers answer only to their own addresses (DNS rebinding) and refuse cross-site
 	// state-changing requests.
 	g := guard.New()
@@ -200,13 +206,13 @@ func Start(cfg Config, log *slog.Logger) (*Demo, error) {
 		g.Allow(adminLis.Addr())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Demo{Cluster: cl, Frontend: fe, Clients: clients, cfg: cfg, log: log, cancel: cancel,
+	d := &Demo{Cluster: cl, Frontend: fe, dash: dash, Clients: clients, cfg: cfg, log: log, cancel: cancel,
 		FrontendURL: "http://" + feLis.Addr().String()}
 	if cfg.TLS {
 		d.tlsDir = filepath.Dir(cfg.Cluster.TLSCert)
 	}
-	srv := admin.NewHTTPServer(g.Wrap(fe.Handler()), admin.LimitsFor(frontend.DefaultRequestTimeout))
-	srv.RegisterOnShutdown(fe.EndStreams) // the dashboard's event streams would hold Shutdown
+	srv := admin.NewHTTPServer(g.Wrap(dashboard.Handler(fe, dash)), admin.LimitsFor(frontend.DefaultRequestTimeout))
+	srv.RegisterOnShutdown(dash.EndStreams) // the dashboard's event streams would hold Shutdown
 	// As in `spread frontend`: requests still running halfway through the server's grace are
 	// cut and answer with what they have (partial JSON, "interrupted": true), so Shutdown
 	// ends cleanly instead of closing their connections with no answer.
@@ -242,6 +248,7 @@ func (d *Demo) Stop() error {
 		t.Stop()
 	default:
 	}
+	d.dash.Close() // the page's loads stop before the connections they use close
 	errs = append(errs, d.Frontend.Close())
 	if d.Clients != nil {
 		errs = append(errs, d.Clients.Close())

@@ -2,6 +2,11 @@
 // long-lived gRPC connection (created with grpc.NewClient at start, closed at shutdown), and
 // GET /call/{mode} makes N calls over it and reports which pods answered. /backend and
 // /backendlb keep the sample's routes and JSON shape.
+//
+// The package serves calls only: it does not import the dashboard. The live page
+// (internal/dashboard) is composed beside it by the programs that want it (`spread frontend`,
+// `spread demo`): it is fed through WithObserver, reads ModeStates and CallOnce, and
+// dashboard.Handler serves both on one mux (with Register, ServeIndex and NotFound).
 package frontend
 
 import (
@@ -22,7 +27,6 @@ import (
 
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/internal/connect"
-	"github.com/spread-grpc/spread/internal/dashboard"
 )
 
 func validName(s string) bool {
@@ -68,8 +72,6 @@ type options struct {
 	log        *slog.Logger
 	registerer prometheus.Registerer
 	observers  []Observer
-	cluster    dashboard.Cluster
-	controls   http.Handler
 }
 
 // WithLogger sets the logger (default: discard).
@@ -89,16 +91,6 @@ func WithObserver(ob Observer) Option {
 	return func(o *options) { o.observers = append(o.observers, ob) }
 }
 
-// WithClusterControls shows cluster c's pods on the dashboard and turns on its controls:
-// controls is the cluster's admin API (the one `spread ctl` uses), served same-origin under
-// /cluster, and the page may start a bounded steady load per mode. Only `spread demo` passes
-// it; against a real cluster the page hides its controls and shows what the frontend observes.
-func WithClusterControls(c dashboard.Cluster, controls http.Handler) Option {
-	return func(o *options) { o.cluster, o.controls = c, controls }
-}
-
-var _ dashboard.Frontend = (*Frontend)(nil)
-
 // Frontend serves the HTTP API. Create with New; Close releases its connections.
 type Frontend struct {
 	cfg     Config
@@ -108,7 +100,6 @@ type Frontend struct {
 	metrics *metrics
 	obs     []Observer
 	mux     *http.ServeMux
-	dash    *dashboard.Dashboard
 
 	closeOnce     sync.Once
 	interrupt     chan struct{} // closed by Interrupt
@@ -156,13 +147,7 @@ func New(cfg Config, opts ...Option) (*Frontend, error) {
 	if err != nil {
 		return nil, err
 	}
-	win := dashboard.NewWindow(dashboard.DefaultWindow, nil)
-	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: append(slices.Clone(o.observers), win), interrupt: make(chan struct{})}
-	dopts := []dashboard.Option{dashboard.WithLogger(o.log)}
-	if o.controls != nil {
-		dopts = append(dopts, dashboard.WithCluster(o.cluster, o.controls))
-	}
-	f.dash = dashboard.New(f, win, dopts...)
+	f := &Frontend{cfg: cfg, log: o.log, modes: map[string]*mode{}, metrics: m, obs: slices.Clone(o.observers), interrupt: make(chan struct{})}
 	for _, md := range cfg.Modes {
 		if !validName(md.Name) {
 			f.Close()
@@ -204,7 +189,8 @@ func defaultName() string {
 	return "frontend"
 }
 
-// Handler returns the HTTP handler.
+// Handler returns the HTTP handler of the frontend alone: the JSON index at /, the call
+// routes, and 404/405 answers for everything else.
 func (f *Frontend) Handler() http.Handler { return f.mux }
 
 // Modes lists the mode names in display order.
@@ -213,19 +199,11 @@ func (f *Frontend) Modes() []string { return slices.Clone(f.order) }
 // Name is the frontend's identity in replies.
 func (f *Frontend) Name() string { return f.cfg.Name }
 
-// EndStreams ends the dashboard's event streams (the pages reconnect to whatever serves next)
-// and the loads it started, so that an http.Server's Shutdown need not wait for them:
-// register it with the server's RegisterOnShutdown.
-func (f *Frontend) EndStreams() { f.dash.EndStreams() }
-
-// Close stops the dashboard's streams and loads and closes every connection. It is safe to
-// call more than once.
+// Close closes every connection. It is safe to call more than once. Close what uses the
+// frontend's connections (a dashboard's loads) first.
 func (f *Frontend) Close() error {
 	var errs []error
 	f.closeOnce.Do(func() {
-		if f.dash != nil {
-			f.dash.Close()
-		}
 		for _, m := range f.modes {
 			errs = append(errs, m.conn.Close())
 		}

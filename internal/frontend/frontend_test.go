@@ -5,7 +5,6 @@ import (
 
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -67,75 +66,38 @@ func TestNewRejectsBadModes(t *testing.T) {
 	}
 }
 
-func TestWantsHTML(t *testing.T) {
-	for accept, want := range map[string]bool{
-		"":                                 false,
-		"application/json":                 false,
-		"text/html,application/xhtml+xml":  true,
-		"application/json;q=1, text/html":  false,
-		"*/*":                              false,
-		"text/html;q=0.9,application/json": true,
-	} {
-		r, _ := http.NewRequest(http.MethodGet, "/", nil)
-		r.Header.Set("Accept", accept)
-		if got := wantsHTML(r); got != want {
-			t.Errorf("Accept %q: wantsHTML = %v", accept, got)
-		}
+// TestHandlerAlone: the frontend alone serves its index and call routes over a real backend,
+// and not the dashboard's: no page for a browser at /, no /events, /static/ or
+// /dashboard/state, and its 404 names only its own routes.
+func TestHandlerAlone(t *testing.T) {
+	srv, be := serveFrontend(t)
+	resp, body := send(t, http.MethodGet, srv.URL+"/call/headless?n=3")
+	if resp.StatusCode != 200 || body["ok"] != float64(3) || be.Calls() != 3 {
+		t.Errorf("/call/headless?n=3: %s %v, backend calls %d", resp.Status, body, be.Calls())
 	}
-}
-
-// TestDashboardRoutes: a browser gets the dashboard at /, everyone else the JSON index; the
-// event stream is served; without cluster controls there is no /cluster and no page load.
-func TestDashboardRoutes(t *testing.T) {
-	f, err := New(Config{Name: "fe-t", Modes: []connect.Mode{{Name: "headless", Target: "passthrough:///127.0.0.1:1", Policy: connect.RoundRobin}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := f.Handler()
-	for _, tc := range []struct {
-		method, path, accept string
-		code                 int
-		ctype                string
-	}{
-		{"GET", "/", "text/html,application/xhtml+xml", 200, "text/html"},
-		{"GET", "/", "application/json", 200, "application/json"},
-		{"GET", "/", "", 200, "application/json"},
-		{"GET", "/static/app.js", "", 200, "text/javascript"},
-		{"GET", "/dashboard/state", "", 200, "application/json"},
-		{"GET", "/cluster", "", 404, "application/json"},
-		{"POST", "/dashboard/load/headless", "", 404, "application/json"},
-	} {
-		req := httptest.NewRequest(tc.method, tc.path, nil)
-		if tc.accept != "" {
-			req.Header.Set("Accept", tc.accept)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != tc.code || !strings.HasPrefix(rec.Header().Get("Content-Type"), tc.ctype) {
-			t.Errorf("%s %s (Accept %q): %d %q, want %d %s", tc.method, tc.path, tc.accept, rec.Code, rec.Header().Get("Content-Type"), tc.code, tc.ctype)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := f.CallOnce(ctx, "nope"); err == nil || !strings.Contains(err.Error(), "unknown mode") {
-		t.Errorf("CallOnce on an unknown mode: %v", err)
-	}
-	// The event stream ends when the server shuts down (EndStreams).
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.RegisterOnShutdown(f.EndStreams)
-	srv.Start()
-	defer srv.Close()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("/events: %q", resp.Header.Get("Content-Type"))
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("GET / as a browser: %s %q, want the JSON index", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	if err := srv.Config.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown with an open event stream: %v", err)
+	for _, path := range []string{"/events", "/static/app.js", "/dashboard/state", "/cluster"} {
+		resp, body := send(t, http.MethodGet, srv.URL+path)
+		if resp.StatusCode != 404 {
+			t.Errorf("GET %s: %s, want 404", path, resp.Status)
+		}
+		routes, _ := body["routes"].([]any)
+		if len(routes) != 4 || routes[0] != "GET /" || routes[1] != "GET /call/{mode}" {
+			t.Errorf("GET %s: routes %v, want the frontend's four", path, body["routes"])
+		}
+	}
+	if resp, _ := send(t, http.MethodPost, srv.URL+"/dashboard/load/headless"); resp.StatusCode != 404 {
+		t.Errorf("POST /dashboard/load/headless: %s, want 404", resp.Status)
 	}
 }

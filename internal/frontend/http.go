@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spread-grpc/spread/echo"
-	"github.com/spread-grpc/spread/internal/dashboard"
 	"github.com/spread-grpc/spread/internal/httpjson"
 )
 
@@ -151,7 +150,16 @@ func (r *Result) add(i int, reply *echo.EchoReply, err error) {
 
 func (f *Frontend) routes() {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", f.index)
+	mux.HandleFunc("GET /{$}", f.ServeIndex)
+	f.Register(mux)
+	mux.Handle("/", f.NotFound(mux))
+	f.mux = mux
+}
+
+// Register adds the call routes to mux: GET /call/{mode} and the sample's /backend and
+// /backendlb (and their plainer names /clusterip and /headless). Handler serves them with
+// the index and NotFound; a composed server (dashboard.Handler) registers them on its own mux.
+func (f *Frontend) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /call/{mode}", func(w http.ResponseWriter, r *http.Request) {
 		f.serveCall(w, r, r.PathValue("mode"))
 	})
@@ -159,15 +167,20 @@ func (f *Frontend) routes() {
 	for path, m := range map[string]string{"/backend": "clusterip", "/backendlb": "headless", "/clusterip": "clusterip", "/headless": "headless"} {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { f.serveCall(w, r, m) })
 	}
-	f.dash.Register(mux)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+}
+
+// NotFound returns the catch-all to register at "/" on mux: a path mux serves with other
+// methods gets 405 and Allow, anything else 404 naming the routes (the frontend's, then
+// listed) and the modes.
+func (f *Frontend) NotFound(mux *http.ServeMux, listed ...string) http.Handler {
+	routes := append([]string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb"}, listed...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			methodNotAllowed(w, r, allow...)
 			return
 		}
-		httpjson.Write(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": []string{"GET /", "GET /call/{mode}", "GET /backend", "GET /backendlb", "GET /events", "GET /dashboard/state"}, "modes": f.order})
+		httpjson.Write(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "routes": routes, "modes": f.order})
 	})
-	f.mux = mux
 }
 
 func (f *Frontend) serveCall(w http.ResponseWriter, r *http.Request, name string) {
@@ -295,20 +308,26 @@ func (f *Frontend) modeInfos() []ModeInfo {
 	return out
 }
 
-// index serves the dashboard to a browser and the modes as JSON to everyone else.
-func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
-	if wantsHTML(r) {
-		f.dash.ServePage(w, r)
-		return
-	}
+// ServeIndex serves the index (GET /): the frontend's name and its modes as JSON.
+func (f *Frontend) ServeIndex(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]any{"frontend": f.cfg.Name, "modes": f.modeInfos()})
 }
 
-// ModeStates lists the modes with their connection states, for the dashboard.
-func (f *Frontend) ModeStates() []dashboard.Mode {
-	out := make([]dashboard.Mode, 0, len(f.order))
+// ModeState is one mode with its connection state now, as a dashboard shows it.
+type ModeState struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Target      string `json:"target"`
+	Policy      string `json:"policy,omitempty"`
+	// State is the mode's connection state (IDLE, CONNECTING, READY, ...).
+	State string `json:"state"`
+}
+
+// ModeStates lists the modes in display order with their connection states, for a dashboard.
+func (f *Frontend) ModeStates() []ModeState {
+	out := make([]ModeState, 0, len(f.order))
 	for _, mi := range f.modeInfos() {
-		out = append(out, dashboard.Mode{Name: mi.Name, Description: mi.Description, Target: mi.Target, Policy: mi.Policy, State: mi.State})
+		out = append(out, ModeState{Name: mi.Name, Description: mi.Description, Target: mi.Target, Policy: mi.Policy, State: mi.State})
 	}
 	return out
 }
@@ -347,18 +366,4 @@ func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
 	w.Header().Set("Allow", strings.Join(allow, ", "))
 	httpjson.Write(w, http.StatusMethodNotAllowed, map[string]any{"error": fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path), "allow": allow})
-}
-
-// wantsHTML reports whether the client prefers HTML to JSON (a browser does).
-func wantsHTML(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-		switch mt {
-		case "text/html":
-			return true
-		case "application/json":
-			return false
-		}
-	}
-	return false
 }
