@@ -6,6 +6,10 @@
 //
 // The page and its script are embedded (no CDN, works offline) and render every string the
 // server sends (pod names, errors) as text, never as markup.
+//
+// The dashboard is composed beside a frontend (internal/frontend, which does not import this
+// package) by the programs that show it: New takes the frontend and a Window the frontend
+// reports its calls to (frontend.WithObserver), and Handler serves both on one mux.
 package dashboard
 
 import (

@@ -1,7 +1,7 @@
 // Package demo is `spread demo` as a library: it starts a simulated cluster (package cluster)
 // and the frontend (package frontend) in front of it with the registry's modes (package
-// modes), wires the cluster's admin API into the frontend's dashboard, serves /metrics on an
-// admin address, and stops it all within one grace.
+// modes), serves the dashboard (package dashboard) beside it with the cluster's admin API as
+// the page's controls, serves /metrics on an admin address, and stops it all within one grace.
 package demo
 
 import (
