@@ -4,8 +4,11 @@ import (
 	"github.com/spread-grpc/spread/internal/connect"
 
 	"context"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +102,25 @@ func TestHandlerAlone(t *testing.T) {
 	}
 	if resp, _ := send(t, http.MethodPost, srv.URL+"/dashboard/load/headless"); resp.StatusCode != 404 {
 		t.Errorf("POST /dashboard/load/headless: %s, want 404", resp.Status)
+	}
+}
+
+// TestNoDashboardImport: the frontend serves calls only; the dashboard is composed beside it
+// (dashboard.Handler), so no file of the package imports it.
+func TestNoDashboardImport(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("glob: %v %v", files, err)
+	}
+	for _, name := range files {
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if strings.HasSuffix(strings.Trim(imp.Path.Value, `"`), "/internal/dashboard") {
+				t.Errorf("%s imports %s", name, imp.Path.Value)
+			}
+		}
 	}
 }
