@@ -117,10 +117,18 @@ func TestBadAnnotationKeepsLastGoodConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dumped := false
 	for _, s := range d.Services {
-		if s.Name == "ring.default:grpc" && (s.Policy != xds.RingHash || !strings.Contains(s.ConfigError, "bogus")) {
+		if s.Name != "ring.default:grpc" {
+			continue
+		}
+		dumped = true
+		if s.Policy != xds.RingHash || !strings.Contains(s.ConfigError, "bogus") {
 			t.Errorf("dump of ring Service: %+v, want ring_hash kept and the error shown", s)
 		}
+	}
+	if !dumped {
+		t.Errorf("the dump has no ring.default:grpc Service: %+v", d.Services)
 	}
 	if n := cp.metric("spread_xds_nacks_total", nil); n != 0 {
 		t.Errorf("%v NACKs, want none", n)
