@@ -81,6 +81,8 @@ func RunConformance(t *testing.T, newHarness Factory) {
 		r.expectFirst(ctx, t, h.Initial)
 		want := h.Change(t)
 		r.await(ctx, t, "the changed set", want)
+		// Ends on it: no older set is delivered after the newest.
+		r.settled(t, "the changed set", want)
 		r.stop(t)
 	})
 	t.Run("EmptySetIsDelivered", func(t *testing.T) {
@@ -248,6 +250,22 @@ func (r *recorder) expectFirst(ctx context.Context, t *testing.T, want endpoint.
 		}
 	case <-ctx.Done():
 		t.Fatalf("no first set delivered; want %v", want)
+	}
+}
+
+// settled checks that every set delivered within the quiet window still satisfies want.
+func (r *recorder) settled(t *testing.T, what string, want func(endpoint.Set) bool) {
+	t.Helper()
+	window := time.After(quiet)
+	for {
+		select {
+		case s := <-r.sets:
+			if !want(s) {
+				t.Fatalf("after %s, %v was delivered", what, s)
+			}
+		case <-window:
+			return
+		}
 	}
 }
 
