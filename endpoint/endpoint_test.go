@@ -112,8 +112,15 @@ func TestPublisherCurrentFirstThenChanges(t *testing.T) {
 		}
 	}
 	expect(one)
-	p.Publish(NewSet(one)) // equal: no delivery
-	p.Publish(Set{})       // the empty set is a state too
+	// An equal set is not delivered. Watched for a while before the next Publish: a set
+	// published right after it would otherwise be coalesced with it and hide a delivery.
+	p.Publish(NewSet(one))
+	select {
+	case s := <-got:
+		t.Fatalf("an equal set was delivered: %v", s)
+	case <-time.After(100 * time.Millisecond): // a must-not-happen window
+	}
+	p.Publish(Set{}) // the empty set is a state too
 	expect(Set{})
 	stop()
 	wait()
