@@ -1,6 +1,7 @@
 package xds_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -40,8 +41,19 @@ func TestConfigErrorHandlerOncePerError(t *testing.T) {
 	if r := reports(); len(r) != 1 || !strings.Contains(r[0], "uid-1 "+beKey.String()) || !strings.Contains(r[0], "round_robbin") {
 		t.Fatalf("reports %q, want one naming the Service and the bad value", r)
 	}
-	// Same error, another annotation changed: not reported again.
+	// Same error, another annotation changed: not reported again. Waited for (each rejected
+	// configuration is counted), as the next set would otherwise replace it unseen.
+	errorsCounted := func() float64 {
+		return cp.metric("spread_xds_config_errors_total", map[string]string{"service": beKey.String(), "reason": xds.ReasonUnknownPolicy})
+	}
+	if n := errorsCounted(); n != 1 {
+		t.Fatalf("%v config errors counted, want 1", n)
+	}
 	svcs.set(svc(map[string]string{xds.AnnotationLBPolicy: "round_robbin", xds.AnnotationXDS: "true"}))
+	eventually(t, ctx, "the edit with the same error taken", func() (bool, string) { n := errorsCounted(); return n == 2, fmt.Sprint(n) })
+	if r := reports(); len(r) != 1 {
+		t.Fatalf("reports %q after an edit that kept the same error, want the first one only", r)
+	}
 	// A different error is.
 	svcs.set(svc(map[string]string{xds.AnnotationLBPolicy: "least_requests"}))
 	eventually(t, ctx, "second error taken", func() (bool, string) { e := configError(); return strings.Contains(e, "least_requests"), e })
