@@ -184,17 +184,30 @@ func TestFlagDefaultsAreTheLibrarys(t *testing.T) {
 	}
 }
 
-// TestNoFlagDeclaresALibraryDefault reads cmd/spread's source: a flag bound to a field of a
-// library's configuration (a variable the command got from another package: var v pkg.T or
-// v := pkg.F()) must take its default from that value, not from a literal of its own, so
-// the default is declared once, in the library. Zero literals (off, unset) are allowed.
+// registerFlagsPackages are the libraries whose configs bind their own flags (RegisterFlags).
+var registerFlagsPackages = []string{"backend", "compare", "load", "xdscmd"}
+
+// TestNoFlagDeclaresALibraryDefault reads cmd/spread's source and the RegisterFlags methods
+// of the libraries: a flag bound to a field of a library's configuration (a variable the
+// command got from another package: var v pkg.T or v := pkg.F(); in a library, the receiver
+// of RegisterFlags) must take its default from that value, not from a literal of its own, so
+// the default is declared once, in the library's DefaultConfig. Zero literals (off, unset)
+// are allowed.
 func TestNoFlagDeclaresALibraryDefault(t *testing.T) {
 	fset := token.NewFileSet()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, pkg := range registerFlagsPackages {
+		lib, err := filepath.Glob(filepath.Join("..", "..", "internal", pkg, "*.go"))
+		if err != nil || len(lib) == 0 {
+			t.Fatalf("internal/%s: no source files (%v)", pkg, err)
+		}
+		files = append(files, lib...)
+	}
 	checked := 0
+	registerFlags := map[string]bool{} // directories with a RegisterFlags method
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -232,12 +245,37 @@ func TestNoFlagDeclaresALibraryDefault(t *testing.T) {
 				continue
 			}
 			library := map[string]bool{} // local variables holding another package's config
+			if fn.Name.Name == "RegisterFlags" && fn.Recv != nil && len(fn.Recv.List[0].Names) == 1 {
+				library[fn.Recv.List[0].Names[0].Name] = true // the library's own config
+				registerFlags[filepath.Dir(name)] = true
+			}
+			rootOf := func(e ast.Expr) ast.Expr {
+				for {
+					x, ok := e.(*ast.SelectorExpr)
+					if !ok {
+						return e
+					}
+					e = x.X
+				}
+			}
 			ast.Inspect(fn.Body, func(n ast.Node) bool {
 				switch s := n.(type) {
 				case *ast.AssignStmt:
 					for i, l := range s.Lhs {
-						if id, ok := l.(*ast.Ident); ok && i < len(s.Rhs) && fromPkg(s.Rhs[i]) {
+						id, ok := l.(*ast.Ident)
+						if !ok || i >= len(s.Rhs) {
+							continue
+						}
+						if fromPkg(s.Rhs[i]) {
 							library[id.Name] = true
+						}
+						// f := &c.Part, c a library config: f is part of it.
+						if u, ok := s.Rhs[i].(*ast.UnaryExpr); ok && u.Op == token.AND {
+							if _, sel := u.X.(*ast.SelectorExpr); sel {
+								if r, ok := rootOf(u.X).(*ast.Ident); ok && library[r.Name] {
+									library[id.Name] = true
+								}
+							}
 						}
 					}
 				case *ast.ValueSpec:
@@ -255,14 +293,7 @@ func TestNoFlagDeclaresALibraryDefault(t *testing.T) {
 					if !ok || dst.Op != token.AND {
 						return true
 					}
-					root := dst.X
-					for {
-						x, ok := root.(*ast.SelectorExpr)
-						if !ok {
-							break
-						}
-						root = x.X
-					}
+					root := rootOf(dst.X)
 					id, ok := root.(*ast.Ident)
 					if !ok || !library[id.Name] || root == dst.X {
 						return true
@@ -278,6 +309,11 @@ func TestNoFlagDeclaresALibraryDefault(t *testing.T) {
 				}
 				return true
 			})
+		}
+	}
+	for _, pkg := range registerFlagsPackages {
+		if dir := filepath.Join("..", "..", "internal", pkg); !registerFlags[dir] {
+			t.Errorf("%s has no RegisterFlags method: the walk reads nothing there", dir)
 		}
 	}
 	if checked < 20 {

@@ -3,16 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,85 +37,35 @@ in flight are dropped and counted, never delayed. The run stops after --duration
 --max-calls. --stream keeps --concurrency long-lived streams open instead (resumed across
 the backends' stream-age ends), messages paced by the server at --rate in total.`
 
-// DefaultStreams is how many streams --stream keeps open unless --concurrency says otherwise.
-const DefaultStreams = 10
-
 func runLoad(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("load", e)
-	target := fs.String("target", "", "gRPC target to call directly")
-	modeURL := fs.String("url", "", "Spread frontend mode URL to call (http://host:port/call/{mode})")
-	lb := fs.String("lb", connect.RoundRobin, "load balancing policy for --target: pick_first or round_robin")
-	cfg := load.DefaultConfig()
-	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "offered calls per second (> 0)")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to offer load (> 0)")
-	fs.IntVar(&cfg.MaxCalls, "max-calls", cfg.MaxCalls, "stop after this many calls (0: only --duration bounds the run)")
-	fs.IntVar(&cfg.MaxInFlight, "concurrency", cfg.MaxInFlight, "most calls in flight (with --stream: how many streams, default 10)")
-	fs.DurationVar(&cfg.Window, "window", cfg.Window, "width of the per-pod count windows")
-	fs.DurationVar(&cfg.CallTimeout, "call-timeout", cfg.CallTimeout, "deadline of each call")
-	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "bound on the first call that checks the target is reachable")
-	stream := fs.Bool("stream", false, "long-lived resuming SayHelloStream streams instead of unary calls (--target only)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	hedgeDelay := fs.Duration("hedge-delay", 0, "--target: hedge the echo calls (idempotent) after this delay, adaptive from the observed p95 (0: no hedging)")
-	attemptTimeout := fs.Duration("attempt-timeout", 0, "--target: abandon an attempt after this and retry on another pod (0: none)")
-	hedgeBudget := fs.Float64("hedge-budget", 0.1, "--target: share of calls that may get an extra attempt (hedge or retry), plus a burst of 10")
+	cfg := load.DefaultCommandConfig()
+	cfg.RegisterFlags(fs)
 	fs.Usage = func() { fmt.Fprintln(e.stderr, loadUsage); fs.PrintDefaults() }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *stream && !set["concurrency"] {
-		cfg.MaxInFlight = DefaultStreams
-	}
-	if (*target == "") == (*modeURL == "") {
-		return usageError{errors.New("give exactly one of --target (a gRPC target) and --url (a frontend mode URL)")}
-	}
-	if *lb != connect.PickFirst && *lb != connect.RoundRobin {
-		return usageError{fmt.Errorf("--lb %q: want %s or %s", *lb, connect.PickFirst, connect.RoundRobin)}
-	}
-	if *stream && *modeURL != "" {
-		return usageError{errors.New("--stream needs --target: a frontend answers each HTTP request with its own short stream")}
-	}
-	if cfg.MaxInFlight < 1 {
-		return usageError{fmt.Errorf("--concurrency %d: want 1 or more", cfg.MaxInFlight)}
-	}
+	cfg.Parsed(fs)
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
-	}
-	hedged := *hedgeDelay != 0 || *attemptTimeout != 0
-	if hedged && *modeURL != "" {
-		return usageError{errors.New("--hedge-delay and --attempt-timeout need --target: a frontend mode makes its own calls")}
-	}
-	if *hedgeDelay < 0 || *attemptTimeout < 0 {
-		return usageError{fmt.Errorf("--hedge-delay %v, --attempt-timeout %v: want 0 (off) or more", *hedgeDelay, *attemptTimeout)}
-	}
-	if math.IsNaN(*hedgeBudget) || *hedgeBudget < 0 || *hedgeBudget > 1 {
-		return usageError{fmt.Errorf("--hedge-budget %v: want a share from 0 to 1", *hedgeBudget)}
-	}
-	if *connectTimeout <= 0 {
-		return usageError{fmt.Errorf("--connect-timeout %v: want more than 0", *connectTimeout)}
 	}
 
 	var call load.CallFunc
 	var client echo.EchoServerClient
 	var attempts atomic.Int64 // unary attempts sent (--target)
-	what := *target
-	if *modeURL != "" {
-		u, err := url.Parse(*modeURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasPrefix(u.Path, "/call/") {
-			return usageError{fmt.Errorf("--url %q: want a frontend mode URL like http://127.0.0.1:8081/call/headless", *modeURL)}
-		}
+	what := cfg.Target
+	if cfg.URL != "" {
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.MaxInFlight, MaxConnsPerHost: cfg.MaxInFlight, IdleConnTimeout: 30 * time.Second}}
 		defer hc.CloseIdleConnections()
-		call, what = load.HTTPFrontend(hc, *modeURL), *modeURL
+		call, what = load.HTTPFrontend(hc, cfg.URL), cfg.URL
 	} else {
 		b, err := dnsrefresh.NewBuilder(dnsrefresh.WithServiceConfig("")) // --lb decides
 		if err != nil {
 			return err
 		}
-		m := connect.Mode{Name: "load", Target: *target, Policy: *lb, Resolvers: []resolver.Builder{b}}
-		if hedged {
-			if m, err = hedgeLoadMode(m, *hedgeDelay, *attemptTimeout, *hedgeBudget); err != nil {
+		m := connect.Mode{Name: "load", Target: cfg.Target, Policy: cfg.LB, Resolvers: []resolver.Builder{b}}
+		if cfg.Hedged() {
+			if m, err = hedgeLoadMode(m, cfg.HedgeDelay, cfg.AttemptTimeout, cfg.HedgeBudget); err != nil {
 				return usageError{err}
 			}
 		}
@@ -131,7 +76,7 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 		}))
 		conn, err := connect.Dial(m, nil)
 		if err != nil {
-			return usageError{fmt.Errorf("--target %q: %w", *target, err)}
+			return usageError{fmt.Errorf("--target %q: %w", cfg.Target, err)}
 		}
 		defer conn.Close()
 		conn.Connect()
@@ -140,20 +85,20 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	}
 	// Reachable? One bounded call before the run, so a wrong address is one clear error
 	// instead of a report full of failures.
-	pctx, cancel := context.WithTimeout(ctx, *connectTimeout)
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	pod, err := call(pctx)
 	cancel()
-	if err != nil && *modeURL != "" && status.Code(err) == codes.InvalidArgument {
+	if err != nil && cfg.URL != "" && status.Code(err) == codes.InvalidArgument {
 		return usageError{fmt.Errorf("--url: %s", status.Convert(err).Message())} // unknown mode, bad parameter
 	}
 	if err != nil {
-		return fmt.Errorf("%s is not reachable (first call, bounded by --connect-timeout %v): %w", what, *connectTimeout, err)
+		return fmt.Errorf("%s is not reachable (first call, bounded by --connect-timeout %v): %w", what, cfg.ConnectTimeout, err)
 	}
 	fmt.Fprintf(e.stderr, "spread load: %s answers (pod %s); offering %g calls/s for %v\n", what, pod, cfg.Rate, cfg.Duration)
 
 	var opts []load.Option
 	stopProgress := func() {}
-	if f, ok := e.stdout.(*os.File); ok && !*asJSON && isTerminal(f) {
+	if f, ok := e.stdout.(*os.File); ok && !cfg.JSON && isTerminal(f) {
 		var done, failed atomic.Int64
 		opts = append(opts, load.WithObserver(func(s load.Sample) {
 			done.Add(1)
@@ -166,14 +111,14 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	attempts0 := attempts.Load()
 	cpu0 := processCPU()
 	var rep *load.Report
-	if *stream {
+	if cfg.Stream {
 		// Messages at most MaxStreamInterval apart, as the backend allows (a very low rate would
 		// otherwise ask for an interval it refuses or that overflows).
 		per := min(max(load.Seconds(float64(cfg.MaxInFlight)/cfg.Rate), time.Millisecond), backend.MaxStreamInterval)
 		count := uint32(min(float64(cfg.Duration/per)+10, 100000))
-		rep, err = load.RunStreams(ctx, cfg, cfg.MaxInFlight, load.ResumingStream(client, count, per), opts...)
+		rep, err = load.RunStreams(ctx, cfg.Config, cfg.MaxInFlight, load.ResumingStream(client, count, per), opts...)
 	} else {
-		rep, err = load.Run(ctx, cfg, call, opts...)
+		rep, err = load.Run(ctx, cfg.Config, call, opts...)
 	}
 	stopProgress()
 	if err != nil {
@@ -181,10 +126,10 @@ func runLoad(ctx context.Context, args []string, e *env) error {
 	}
 	cpu := processCPU() - cpu0
 	var perCall float64
-	if *target != "" && !*stream && rep.Started > 0 {
+	if cfg.Target != "" && !cfg.Stream && rep.Started > 0 {
 		perCall = float64(attempts.Load()-attempts0) / float64(rep.Started)
 	}
-	if *asJSON {
+	if cfg.JSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if perCall > 0 {
