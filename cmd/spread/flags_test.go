@@ -185,7 +185,7 @@ func TestFlagDefaultsAreTheLibrarys(t *testing.T) {
 }
 
 // registerFlagsPackages are the libraries whose configs bind their own flags (RegisterFlags).
-var registerFlagsPackages = []string{"backend", "compare", "load", "xdscmd"}
+var registerFlagsPackages = []string{"backend", "certgen", "compare", "demo", "frontend", "load", "xdscmd"}
 
 // TestNoFlagDeclaresALibraryDefault reads cmd/spread's source and the RegisterFlags methods
 // of the libraries: a flag bound to a field of a library's configuration (a variable the
