@@ -98,7 +98,7 @@ func (m *modesFlag) String() string {
 }
 
 func (m *modesFlag) Set(v string) error {
-	md, err := ParseMode(v)
+	md, err := parseMode(v)
 	if err != nil {
 		return err
 	}
@@ -109,10 +109,10 @@ func (m *modesFlag) Set(v string) error {
 	return nil
 }
 
-// ParseMode parses a --mode value, NAME=TARGET[,lb=POLICY][,health=BOOL]. Without lb,
+// parseMode parses a --mode value, NAME=TARGET[,lb=POLICY][,health=BOOL]. Without lb,
 // "clusterip" uses pick_first (one connection, like the sample's plain Dial) and every other
 // mode round_robin.
-func ParseMode(v string) (connect.Mode, error) {
+func parseMode(v string) (connect.Mode, error) {
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
 		return connect.Mode{}, fmt.Errorf("%q: want NAME=TARGET[,lb=pick_first|round_robin][,health=true]", v)

@@ -42,7 +42,7 @@ func TestCommandConfigRejects(t *testing.T) {
 }
 
 // TestCommandConfigModes: without --mode the defaults; the first --mode replaces them; a bad
-// --mode fails the parse with ParseMode's message.
+// --mode fails the parse with parseMode's message.
 func TestCommandConfigModes(t *testing.T) {
 	parse := func(args ...string) (CommandConfig, error) {
 		cfg := DefaultCommandConfig()
