@@ -52,6 +52,12 @@ func (r *dnsResolver) Close() {
 func (r *dnsResolver) watch() {
 	defer r.wg.Done()
 	for {
+		// A ResolveNow made before this lookup starts is answered by it: drop it, so that
+		// one made while the lookup waited out the min interval does not ask for another.
+		select {
+		case <-r.rn:
+		default:
+		}
 		started := r.clock.Now()
 		a := r.lk.lookup(r.ctx, r.host)
 		if r.ctx.Err() != nil {
