@@ -443,7 +443,14 @@ func (l *oneConnListener) Close() error {
 		l.shut = make(chan struct{})
 	}
 	l.once.Do(func() { close(l.shut) })
+	// A connection never handed out (the server was stopped before it called Accept) is
+	// closed here: nothing else would, and its tracker would wait for it forever.
+	c := l.c
+	l.c = nil
 	l.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 	return nil
 }
 
