@@ -363,6 +363,21 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 			return fail(err)
 		}
 	}
+	// DNS and VIP follow the endpoint model, as CoreDNS and kube-proxy follow EndpointSlices.
+	// The first set is applied here, before either listens, so that a client resolving as soon
+	// as Start returns finds every ready pod (through the subscription below alone, the first
+	// set arrived asynchronously, and a lookup could come first and find none).
+	follow := func(s endpoint.Set) {
+		ready := s.Ready()
+		addrs := make([]netip.Addr, 0, len(ready))
+		for _, e := range ready {
+			addrs = append(addrs, netip.MustParseAddr(e.Address))
+		}
+		c.dns.Set(c.ServiceName(HeadlessService), addrs)
+		c.vip.SetBackends(ready.HostPorts())
+	}
+	first := c.snapshot()
+	follow(first)
 	vipAP := netip.MustParseAddrPort(cfg.VIP)
 	if vipAP.Port() == 0 {
 		vipAP = netip.AddrPortFrom(vipAP.Addr(), uint16(c.port))
@@ -375,7 +390,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if c.dnsAddr, err = c.dns.Listen(cfg.DNSAddr); err != nil {
 		return fail(err)
 	}
-	c.eps.Publish(c.snapshot()) // the initial state is there at once
+	c.eps.Publish(first) // the initial state is there at once
 	if cfg.XDSAddr != "-" && cfg.CanaryWeight > 0 {
 		if err := c.startV2(); err != nil {
 			return fail(err)
@@ -386,16 +401,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 			return fail(err)
 		}
 	}
-	// DNS and VIP follow the endpoint model, as CoreDNS and kube-proxy follow EndpointSlices.
-	wait, err := c.eps.Subscribe(ctx, func(s endpoint.Set) {
-		ready := s.Ready()
-		addrs := make([]netip.Addr, 0, len(ready))
-		for _, e := range ready {
-			addrs = append(addrs, netip.MustParseAddr(e.Address))
-		}
-		c.dns.Set(c.ServiceName(HeadlessService), addrs)
-		c.vip.SetBackends(ready.HostPorts())
-	})
+	wait, err := c.eps.Subscribe(ctx, follow) // its first delivery is that same set again
 	if err != nil {
 		return fail(err)
 	}

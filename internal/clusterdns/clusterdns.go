@@ -49,6 +49,14 @@ func (s *Server) Set(name string, addrs []netip.Addr) {
 	s.records[dns.Fqdn(strings.ToLower(name))] = append([]netip.Addr(nil), addrs...)
 }
 
+// Addrs returns the addresses name has now (nil for a name not in the table), as a query
+// would be answered.
+func (s *Server) Addrs(name string) []netip.Addr {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]netip.Addr(nil), s.records[dns.Fqdn(strings.ToLower(name))]...)
+}
+
 // Queries returns how many A/AAAA queries for name were answered.
 func (s *Server) Queries(name string) int {
 	s.mu.RLock()

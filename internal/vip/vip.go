@@ -46,6 +46,13 @@ func (p *Proxy) SetBackends(addrs []string) {
 	p.backends = slices.Clone(addrs)
 }
 
+// Backends returns the backend addresses new connections go to now.
+func (p *Proxy) Backends() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.backends)
+}
+
 // Listen binds addr and starts accepting. It returns the bound address.
 func (p *Proxy) Listen(addr string) (string, error) {
 	lis, err := net.Listen("tcp", addr)
