@@ -16,20 +16,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/endpoint/endpointtest"
+	"github.com/spread-grpc/spread/internal/kubefake"
 	"github.com/spread-grpc/spread/internal/kubetest"
 )
 
 // conformanceHarness makes a Harness over Service svc in namespace ns: its slice "a" holds
 // 192.0.2.1 at first; Change adds 192.0.2.2 in slice "b"; Empty deletes both. admin writes
 // the slices, src reads them. Writes first call watching, if set: a fake clientset (unlike
-// an API server) drops the events between its list and its watch.
+// an API server) loses a delete made between its list and its watch (package kubefake).
 func conformanceHarness(t *testing.T, admin kubernetes.Interface, src *Source, ns, svc string, refused *endpoint.Key, watching func(context.Context, *testing.T)) endpointtest.Harness {
 	ctx, cancel := context.WithTimeout(context.Background(), endpointtest.Timeout)
 	t.Cleanup(cancel)
@@ -79,7 +78,7 @@ func conformanceHarness(t *testing.T, admin kubernetes.Interface, src *Source, n
 func TestConformanceFakeClientset(t *testing.T) {
 	refused := endpoint.Key{Namespace: "secret", Service: "be", Port: "grpc"}
 	endpointtest.RunConformance(t, func(t *testing.T) endpointtest.Harness {
-		client := fake.NewClientset()
+		client := kubefake.NewClientset()
 		client.PrependReactor("list", "endpointslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
 			if a.GetNamespace() != "secret" {
 				return false, nil, nil
@@ -87,23 +86,9 @@ func TestConformanceFakeClientset(t *testing.T) {
 			return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "",
 				errors.New(`cannot list resource "endpointslices" in namespace "secret"`))
 		})
-		var lists, watches atomic.Int64 // every list is followed by a watch
-		client.PrependReactor("list", "endpointslices", func(k8stesting.Action) (bool, runtime.Object, error) {
-			lists.Add(1)
-			return false, nil, nil
-		})
-		client.PrependWatchReactor("endpointslices", func(a k8stesting.Action) (bool, watch.Interface, error) {
-			w, err := client.Tracker().Watch(a.GetResource(), a.GetNamespace())
-			watches.Add(1)
-			return true, w, err
-		})
 		watching := func(ctx context.Context, t *testing.T) {
-			for l := lists.Load(); l == 0 || watches.Load() < l; l = lists.Load() {
-				select {
-				case <-ctx.Done():
-					t.Fatal("the source never opened its watch")
-				case <-time.After(5 * time.Millisecond):
-				}
+			if err := client.WaitWatching(ctx, "endpointslices"); err != nil {
+				t.Fatal(err)
 			}
 		}
 		src := New(client, WithLogger(quiet))

@@ -36,6 +36,7 @@ import (
 	"github.com/spread-grpc/spread/echo"
 	"github.com/spread-grpc/spread/endpoint"
 	"github.com/spread-grpc/spread/internal/echotest"
+	"github.com/spread-grpc/spread/internal/kubefake"
 )
 
 func TestMain(m *testing.M) {
@@ -286,7 +287,7 @@ func TestEmptySetFailsFast(t *testing.T) {
 	host, port := splitHostPort(t, be.Addr)
 	sl := kslice("be-1", "be", kep(host, "be-a", "zone-a", nil, nil, nil))
 	sl.Ports[0].Port = ptr.To(port)
-	client := fake.NewClientset(sl)
+	client := kubefake.NewClientset(sl)
 	b, err := NewBuilder(WithClient(client), WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +303,11 @@ func TestEmptySetFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A fake clientset loses a Delete made before the informer's watch is open (under make
+	// test-stress the calls below then succeeded until the test's deadline).
+	if err := client.WaitWatching(ctx, "endpointslices"); err != nil {
+		t.Fatal(err)
+	}
 	if err := client.DiscoveryV1().EndpointSlices("prod").Delete(ctx, "be-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
